@@ -1,0 +1,3 @@
+"""In-store edge gateway: devices -> lanes -> LAN API -> ledger and outbox -> HQ link."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""Refusals that follow from the rules, each with the contract's stable slug."""
+
+from __future__ import annotations
+
+
+class PolicyViolation(Exception):
+    """A request the rules refuse; `code` is the contract's problem slug."""
+
+    code = "validation-failed"
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidRequest(PolicyViolation):
+    code = "validation-failed"
+
+
+class TenderMismatch(PolicyViolation):
+    code = "tender-mismatch"
+
+
+class QuantityExceedsReturnable(PolicyViolation):
+    code = "quantity-exceeds-returnable"
+
+
+class ReturnWindowExpired(PolicyViolation):
+    code = "return-window-expired"
+
+
+class FinalSale(PolicyViolation):
+    code = "final-sale"
+
+
+class ApprovalRequired(PolicyViolation):
+    code = "approval-required"
+
+
+class OfflineLimitExceeded(PolicyViolation):
+    code = "offline-limit-exceeded"

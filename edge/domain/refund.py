@@ -1,0 +1,149 @@
+"""Quoting a refund against a recorded sale: eligibility, cent-exact amounts, tenders.
+
+A line's paid amount and tax are split over its units (largest remainder) and units are
+given back in a fixed order, so any sequence of partial returns adds up to exactly what
+was paid for the line, never a cent more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from edge.domain.errors import (
+    FinalSale,
+    InvalidRequest,
+    QuantityExceedsReturnable,
+    ReturnWindowExpired,
+)
+from edge.domain.money import ZERO
+from edge.domain.sale import PricedLine, window_open
+from edge.domain.tenders import OriginalTender, TenderRefund, allocate_refund
+
+
+@dataclass(frozen=True)
+class SaleState:
+    """A recorded sale and what has been given back so far."""
+
+    sale_id: str
+    currency: str
+    occurred_at: datetime
+    lines: tuple[PricedLine, ...]
+    tenders: tuple[OriginalTender, ...]
+    shipping_amount: Decimal
+    shipping_tax: Decimal
+    returned: Mapping[str, int]
+    refunded_by_tender: Mapping[str, Decimal]
+    shipping_refunded: bool
+
+    def returnable(self, line: PricedLine) -> int:
+        return 0 if line.final_sale else line.quantity - self.returned.get(line.line_id, 0)
+
+
+@dataclass(frozen=True)
+class RequestedLine:
+    line_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class QuotedLine:
+    line_id: str
+    quantity: int
+    gross: Decimal
+    amount: Decimal
+    tax: Decimal
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    currency: str
+    lines: tuple[QuotedLine, ...]
+    shipping_amount: Decimal
+    shipping_tax: Decimal
+    tenders: tuple[TenderRefund, ...]
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.gross for line in self.lines), ZERO) + self.shipping_amount
+
+    @property
+    def discount(self) -> Decimal:
+        return sum((line.gross - line.amount for line in self.lines), ZERO)
+
+    @property
+    def tax(self) -> Decimal:
+        return sum((line.tax for line in self.lines), ZERO) + self.shipping_tax
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal - self.discount + self.tax
+
+
+def quote_refund(
+    sale: SaleState,
+    requested: Sequence[RequestedLine],
+    *,
+    now: datetime,
+    window_days: int,
+    refund_to: str,
+    tender_order: Sequence[str],
+    refund_shipping: bool,
+) -> RefundQuote:
+    """Check eligibility and price the requested units; raises a PolicyViolation if refused."""
+    if not requested:
+        raise InvalidRequest("a receipt refund needs at least one line", "lines")
+    if not window_open(sale.occurred_at, now, window_days):
+        raise ReturnWindowExpired(
+            f"sale {sale.sale_id} is past the {window_days}-day return window"
+        )
+    by_id = {line.line_id: line for line in sale.lines}
+    seen: set[str] = set()
+    quoted: list[QuotedLine] = []
+    for i, req in enumerate(requested):
+        line = by_id.get(req.line_id)
+        if line is None:
+            raise InvalidRequest(
+                f"sale {sale.sale_id} has no line {req.line_id!r}", f"lines[{i}].line_id"
+            )
+        if req.line_id in seen:
+            raise InvalidRequest(f"line {req.line_id!r} is listed twice", f"lines[{i}].line_id")
+        seen.add(req.line_id)
+        if line.final_sale:
+            raise FinalSale(f"line {line.line_id} was sold as final sale", f"lines[{i}].line_id")
+        already = sale.returned.get(line.line_id, 0)
+        left = line.quantity - already
+        if req.quantity > left:
+            raise QuantityExceedsReturnable(
+                f"line {line.line_id}: {req.quantity} asked, {left} returnable",
+                f"lines[{i}].quantity",
+            )
+        units = slice(already, already + req.quantity)
+        quoted.append(
+            QuotedLine(
+                line_id=line.line_id,
+                quantity=req.quantity,
+                gross=req.quantity * line.unit_price,
+                amount=sum(line.unit_paid(sale.currency)[units], ZERO),
+                tax=sum(line.unit_tax(sale.currency)[units], ZERO),
+            )
+        )
+    ship_amount = ship_tax = ZERO
+    if refund_shipping and not sale.shipping_refunded and _takes_last_units(sale, quoted):
+        ship_amount, ship_tax = sale.shipping_amount, sale.shipping_tax
+    quote = RefundQuote(sale.currency, tuple(quoted), ship_amount, ship_tax, ())
+    tenders = allocate_refund(
+        quote.total, sale.tenders, sale.refunded_by_tender, tender_order, refund_to
+    )
+    return RefundQuote(sale.currency, tuple(quoted), ship_amount, ship_tax, tuple(tenders))
+
+
+def _takes_last_units(sale: SaleState, quoted: Sequence[QuotedLine]) -> bool:
+    asked = {q.line_id: q.quantity for q in quoted}
+    return all(
+        sale.returnable(line) == asked.get(line.line_id, 0)
+        for line in sale.lines
+        if not line.final_sale
+    )
