@@ -29,15 +29,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge.devices.settings import DevicesSettings
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
+from edge.lanes.settings import LanesSettings
 
 TENDER_TYPES = ("card", "gift_card", "store_credit", "cash")
 
 
 def _no_float(value: Any) -> Any:
     if isinstance(value, float):
-        msg = "write amounts as quoted strings (e.g. \"100.00\"); floats lose cents"
+        msg = 'write amounts as quoted strings (e.g. "100.00"); floats lose cents'
         raise ValueError(msg)
     return value
 
@@ -96,9 +98,7 @@ class OfflineSettings(_Section):
     """How far card refunds may go while HQ cannot confirm them."""
 
     max_card_refund: PerCurrency = Field(default_factory=lambda: {"USD": Decimal("200.00")})
-    max_card_pending_total: PerCurrency = Field(
-        default_factory=lambda: {"USD": Decimal("2000.00")}
-    )
+    max_card_pending_total: PerCurrency = Field(default_factory=lambda: {"USD": Decimal("2000.00")})
 
 
 class IdempotencySettings(_Section):
@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     managers: ManagerSettings = Field(default_factory=ManagerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    lanes: LanesSettings = Field(default_factory=LanesSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -40,3 +40,19 @@ class ApprovalRequired(PolicyViolation):
 
 class OfflineLimitExceeded(PolicyViolation):
     code = "offline-limit-exceeded"
+
+
+class SaleConflict(PolicyViolation):
+    code = "sale-conflict"
+
+
+class NotFound(PolicyViolation):
+    code = "not-found"
+
+
+class IdempotencyKeyReused(PolicyViolation):
+    code = "idempotency-key-reused"
+
+
+class HqUnreachable(PolicyViolation):
+    code = "hq-unreachable"

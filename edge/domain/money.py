@@ -42,7 +42,7 @@ def parse_amount(text: str, currency: str) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError):
-        msg = "must be a decimal string such as \"19.99\""
+        msg = 'must be a decimal string such as "19.99"'
         raise MoneyError(msg) from None
     if not value.is_finite():
         msg = "must be a finite amount"

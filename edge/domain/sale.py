@@ -80,9 +80,7 @@ def price_sale(
             raise InvalidRequest(f"line_id {line.line_id!r} appears twice", f"lines[{i}].line_id")
         seen.add(line.line_id)
         if line.discount > line.quantity * line.unit_price:
-            raise InvalidRequest(
-                "discount exceeds quantity * unit_price", f"lines[{i}].discount"
-            )
+            raise InvalidRequest("discount exceeds quantity * unit_price", f"lines[{i}].discount")
     tender_ids: set[str] = set()
     for i, tender in enumerate(tenders):
         if tender.tender_id in tender_ids:

@@ -1,0 +1,1 @@
+"""The LAN API that registers and handhelds call (aiohttp), per the public contract."""

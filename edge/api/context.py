@@ -1,0 +1,107 @@
+"""What the API handlers need from the rest of the daemon, handed in by the composition root."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from edge.api.auth import Authenticator, Principal, require_role
+from edge.api.metrics import ApiMetrics
+from edge.api.problems import ProblemError, from_validation
+from edge.bus import EventBus
+from edge.domain.errors import HqUnreachable
+from edge.ledger.ledger import Ledger
+from edge.ledger.refunds import RefundRules
+from edge.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class HqLinkView(Protocol):
+    """The HQ link as the API sees it: whether HQ can confirm, and online-order look-up."""
+
+    @property
+    def online(self) -> bool: ...
+
+    @property
+    def state(self) -> str: ...
+
+    async def lookup_order(self, code: str) -> dict[str, Any] | None: ...
+
+
+class GrantRedeemer(Protocol):
+    def redeem(self, grant: str, lane: str | None = None) -> str | None: ...
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    ledger: Ledger
+    auth: Authenticator
+    bus: EventBus
+    link: HqLinkView
+    metrics: ApiMetrics
+    grants: GrantRedeemer | None = None
+    in_flight: dict[tuple[str, str], str] = field(default_factory=dict)
+    extra_ready_checks: list[Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]] = field(
+        default_factory=list
+    )
+
+    def refund_rules(self) -> RefundRules:
+        r = self.settings.refunds
+        o = self.settings.offline
+        return RefundRules(
+            window_days=r.return_window_days,
+            approval_thresholds=r.approval_threshold,
+            tender_order=r.tender_refund_order,
+            refund_shipping=r.refund_shipping,
+            store_credit_prefix=r.store_credit_prefix,
+            offline_per_refund=o.max_card_refund,
+            offline_pending_cap=o.max_card_pending_total,
+        )
+
+    async def principal(self, request: web.Request, roles: frozenset[str]) -> Principal:
+        principal = await self.auth.authenticate(request)
+        require_role(principal, roles)
+        return principal
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON; the size limit is enforced by aiohttp's client_max_size."""
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProblemError(
+            "validation-failed",
+            "the body is not valid JSON",
+            errors=[{"field": "(body)", "message": "not valid JSON"}],
+        ) from None
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def fingerprint(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class StandaloneLink:
+    """No HQ link configured: nothing is confirmed by HQ, so refunds count as offline."""
+
+    online = False
+    state = "not-configured"
+
+    async def lookup_order(self, code: str) -> dict[str, Any] | None:
+        raise HqUnreachable(f"{code} is not recorded here and no HQ link is configured")

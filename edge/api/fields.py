@@ -1,0 +1,50 @@
+"""Field types shared by request models: money strings, ids, guarded free text."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from edge.domain.cardguard import contains_pan
+
+PAN_MESSAGE = "looks like a card number; send a processor payment token, never a card number"
+
+
+def _no_pan(value: str) -> str:
+    if contains_pan(value):
+        raise ValueError(PAN_MESSAGE)
+    return value
+
+
+MoneyStr = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{1,15}(\.[0-9]{1,6})?$"),
+    Field(description='Decimal string in the sale\'s currency, e.g. "19.99"', examples=["19.99"]),
+]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FreeText = Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_pan)]
+TenderText = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_pan)
+]
+CurrencyStr = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def gtin_ok(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{8}|[0-9]{12,14}", value):
+        msg = "a GTIN has 8, 12, 13 or 14 digits"
+        raise ValueError(msg)
+    digits = [int(c) for c in value]
+    body, check = digits[:-1], digits[-1]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    if (10 - total % 10) % 10 != check:
+        msg = "GTIN check digit is wrong"
+        raise ValueError(msg)
+    return value
+
+
+Gtin = Annotated[str, AfterValidator(gtin_ok)]

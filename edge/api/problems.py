@@ -1,0 +1,179 @@
+"""RFC 9457 problem details for every 4xx/5xx, with the contract's stable slugs.
+
+The middleware here is the API's one error boundary: refusals from the rules, validation
+errors, storage faults and oversized bodies all leave as `application/problem+json`.
+Validation messages never echo the value that was refused (it may be a card number).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from edge.api.schemas import AmountProblems
+from edge.domain.errors import PolicyViolation
+from edge.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+TYPE_BASE = "https://edge-gateway.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+STATUS = {
+    "validation-failed": (422, "Request is not valid"),
+    "unauthorized": (401, "Authentication required"),
+    "forbidden": (403, "Not allowed for this client's role"),
+    "approval-required": (403, "Manager approval required"),
+    "approval-locked": (429, "Manager locked after wrong PINs"),
+    "not-found": (404, "Not found"),
+    "sale-conflict": (409, "Sale already recorded with different content"),
+    "quantity-exceeds-returnable": (409, "Quantity exceeds what is returnable"),
+    "return-window-expired": (422, "Return window expired"),
+    "final-sale": (422, "Final sale"),
+    "tender-mismatch": (422, "Tenders do not match the total"),
+    "offline-limit-exceeded": (409, "Offline refund limit exceeded"),
+    "hq-unreachable": (503, "HQ unreachable"),
+    "idempotency-key-missing": (400, "Idempotency-Key header missing"),
+    "idempotency-key-reused": (422, "Idempotency-Key reused with a different request"),
+    "idempotency-key-in-flight": (409, "A request with this Idempotency-Key is in progress"),
+    "storage-unavailable": (503, "Storage unavailable"),
+    "payload-too-large": (413, "Request body too large"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "internal-error": (500, "Internal error"),
+}
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(
+        self,
+        slug: str,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.slug = slug
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem_response(
+    slug: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    status, title = STATUS[slug]
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def field_path(loc: tuple[str | int, ...]) -> str:
+    """pydantic's location as the contract writes it: `lines[0].quantity`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+        ctx_error = None
+        if err["type"] == "value_error":
+            ctx_error = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error" and isinstance(
+            (err.get("ctx") or {}).get("error"), AmountProblems
+        ):
+            continue
+        errors.append({"field": field_path(loc) or "(body)", "message": ctx_error or err["msg"]})
+    return errors
+
+
+def _amount_problems(exc: ValidationError) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    for err in exc.errors(include_input=False, include_url=False):
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, AmountProblems):
+            prefix = field_path(tuple(err["loc"]))
+            for field, message in inner.problems:
+                found.append(
+                    {"field": f"{prefix}.{field}" if prefix else field, "message": message}
+                )
+    return found
+
+
+def from_validation(exc: ValidationError) -> ProblemError:
+    errors = validation_errors(exc) + _amount_problems(exc)
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+    return ProblemError("validation-failed", summary or "the request is not valid", errors=errors)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        return problem_response(
+            exc.slug, exc.detail, instance=request.path, errors=exc.errors, headers=exc.headers
+        )
+    except PolicyViolation as exc:
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        return problem_response(exc.code, exc.detail, instance=request.path, errors=errors)
+    except ValidationError as exc:
+        problem = from_validation(exc)
+        return problem_response(
+            problem.slug, problem.detail, instance=request.path, errors=problem.errors
+        )
+    except StorageError as exc:
+        log.error("storage unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            "storage-unavailable",
+            "the gateway cannot write durably right now; nothing was recorded, retry later",
+            instance=request.path,
+            headers={"Retry-After": "5"},
+        )
+    except web.HTTPRequestEntityTooLarge as exc:
+        return problem_response(
+            "payload-too-large", exc.text or "body too large", instance=request.path
+        )
+    except web.HTTPNotFound:
+        return problem_response(
+            "not-found", f"no resource at {request.path}", instance=request.path
+        )
+    except web.HTTPMethodNotAllowed:
+        return problem_response(
+            "method-not-allowed", f"{request.method} is not allowed here", instance=request.path
+        )

@@ -1,0 +1,139 @@
+"""Refund endpoints: every refund (receipt, no-receipt, goodwill) goes through one path."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edge.api.approvals import approve
+from edge.api.context import ApiContext, fingerprint, parse_model, read_json
+from edge.api.problems import ProblemError
+from edge.api.routes import READERS, WRITERS, Route
+from edge.api.schemas import RefundIn, RefundOut
+from edge.domain.errors import NotFound
+from edge.domain.money import parse_amount
+from edge.ledger.refunds import LineRequest, RefundCommand, RefundOutcome
+
+REFUND_PROBLEMS = (
+    "validation-failed",
+    "not-found",
+    "quantity-exceeds-returnable",
+    "return-window-expired",
+    "final-sale",
+    "approval-required",
+    "approval-locked",
+    "offline-limit-exceeded",
+    "idempotency-key-missing",
+    "idempotency-key-reused",
+    "idempotency-key-in-flight",
+    "storage-unavailable",
+)
+
+
+class RefundsApi:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                "POST",
+                "/v1/refunds",
+                self.post_refund,
+                "Refund a receipt sale, a no-receipt return or a goodwill credit",
+                WRITERS,
+                RefundIn,
+                RefundOut,
+                201,
+                REFUND_PROBLEMS,
+                ("Idempotency-Key",),
+            ),
+            Route(
+                "GET",
+                "/v1/refunds/{return_id}",
+                self.get_refund,
+                "A refund now, with HQ's references once settled",
+                READERS,
+                None,
+                RefundOut,
+                200,
+                ("not-found",),
+            ),
+        ]
+
+    async def post_refund(self, request: web.Request) -> web.Response:
+        principal = await self.ctx.principal(request, WRITERS)
+        key = request.headers.get("Idempotency-Key")
+        if key is None or not 1 <= len(key) <= 255:
+            raise ProblemError(
+                "idempotency-key-missing",
+                "send an Idempotency-Key header (1-255 characters) with every refund",
+                errors=[{"field": "Idempotency-Key", "message": "missing or not 1-255 chars"}],
+            )
+        body = parse_model(RefundIn, await read_json(request))
+        # The approval authorizes the request; it is not part of what the key stands for.
+        print_ = fingerprint(body.model_dump(mode="json", exclude={"approval"}))
+        slot = (principal.client_id, key)
+        running = self.ctx.in_flight.get(slot)
+        if running is not None:
+            if running != print_:
+                raise ProblemError(
+                    "idempotency-key-reused",
+                    "this Idempotency-Key is in use for a different request",
+                )
+            raise ProblemError(
+                "idempotency-key-in-flight",
+                "a request with this Idempotency-Key is still running; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        self.ctx.in_flight[slot] = print_
+        try:
+            outcome = await self._refund(body, principal.client_id, key, print_)
+        finally:
+            self.ctx.in_flight.pop(slot, None)
+        headers = {"Location": f"/v1/refunds/{outcome.body['return_id']}"}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        else:
+            self.ctx.metrics.refunds.labels(body.kind, str(outcome.body["offline"]).lower()).inc()
+        return web.json_response(outcome.body, status=outcome.status, headers=headers)
+
+    async def _refund(self, body: RefundIn, client_id: str, key: str, print_: str) -> RefundOutcome:
+        replay = await self.ctx.ledger.replay(client_id, key, print_)
+        if replay is not None:
+            return replay
+        approved_by = None
+        if body.approval is not None:
+            approved_by = await approve(self.ctx, body.approval, client_id, body.register_id)
+        refund_to = body.refund_to or ("original" if body.kind == "receipt" else "store_credit")
+        cmd = RefundCommand(
+            client_id=client_id,
+            idempotency_key=key,
+            fingerprint=print_,
+            kind=body.kind,
+            sale_id=body.sale_id,
+            lines=tuple(
+                LineRequest(line.line_id, line.quantity, line.reason, line.restock)
+                for line in body.lines
+            ),
+            refund_to=refund_to,
+            amount=(
+                parse_amount(body.amount, body.currency)
+                if body.amount is not None and body.currency is not None
+                else None
+            ),
+            currency=body.currency,
+            reason=body.reason,
+            note=body.note,
+            register_id=body.register_id,
+            approved_by=approved_by,
+            offline=not self.ctx.link.online,
+        )
+        return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules())
+
+    async def get_refund(self, request: web.Request) -> web.Response:
+        await self.ctx.principal(request, READERS)
+        return_id = request.match_info["return_id"]
+        view = await self.ctx.ledger.refund(return_id)
+        if view is None:
+            raise NotFound(f"no refund {return_id} is recorded here")
+        return web.json_response(view)

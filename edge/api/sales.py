@@ -1,0 +1,152 @@
+"""Sales journal and return look-up endpoints."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from edge.api.context import ApiContext, fingerprint, parse_model, read_json
+from edge.api.routes import READERS, WRITERS, Route
+from edge.api.schemas import LookupIn, LookupOut, SaleIn, SaleOut
+from edge.domain.codes import classify_code
+from edge.domain.errors import NotFound
+from edge.domain.sale import LineInput, TenderInput, price_sale
+from edge.ledger.timefmt import iso, parse_iso, utcnow
+
+
+class SalesApi:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                "POST",
+                "/v1/sales",
+                self.post_sale,
+                "Record a completed sale",
+                WRITERS,
+                SaleIn,
+                SaleOut,
+                201,
+                ("validation-failed", "tender-mismatch", "sale-conflict", "storage-unavailable"),
+            ),
+            Route(
+                "GET",
+                "/v1/sales/{sale_id}",
+                self.get_sale,
+                "A sale with what was returned per line",
+                READERS,
+                None,
+                SaleOut,
+                200,
+                ("not-found",),
+            ),
+            Route(
+                "POST",
+                "/v1/returns/lookup",
+                self.lookup,
+                "Resolve a scanned or typed code to a sale and its return eligibility",
+                READERS,
+                LookupIn,
+                LookupOut,
+                200,
+                ("not-found", "hq-unreachable"),
+            ),
+        ]
+
+    async def post_sale(self, request: web.Request) -> web.Response:
+        principal = await self.ctx.principal(request, WRITERS)
+        body = parse_model(SaleIn, await read_json(request))
+        cur = body.currency
+        priced = price_sale(
+            cur,
+            lines=[
+                LineInput(
+                    line_id=line.line_id,
+                    quantity=line.quantity,
+                    unit_price=Decimal(line.unit_price),
+                    discount=Decimal(line.discount),
+                    tax=Decimal(line.tax),
+                    final_sale=line.final_sale,
+                )
+                for line in body.lines
+            ],
+            order_discount=Decimal(body.order_discount),
+            shipping_amount=Decimal(body.shipping.amount),
+            shipping_tax=Decimal(body.shipping.tax),
+            tenders=[TenderInput(t.tender_id, t.type, Decimal(t.amount)) for t in body.tenders],
+        )
+        sale = body.model_dump(mode="json")
+        recorded, view = await self.ctx.ledger.record_sale(
+            sale, priced, fingerprint(sale), principal.client_id
+        )
+        return web.json_response(view, status=201 if recorded.created else 200)
+
+    async def get_sale(self, request: web.Request) -> web.Response:
+        await self.ctx.principal(request, READERS)
+        sale_id = request.match_info["sale_id"]
+        view = await self.ctx.ledger.sale(sale_id)
+        if view is None:
+            raise NotFound(f"no sale {sale_id} is recorded here")
+        return web.json_response(view)
+
+    async def lookup(self, request: web.Request) -> web.Response:
+        await self.ctx.principal(request, READERS)
+        body = parse_model(LookupIn, await read_json(request))
+        ref = classify_code(body.code)
+        if ref is None:
+            raise NotFound("the code does not name a sale, order or Return ID")
+        refund = None
+        sale_id = ref.value
+        if ref.kind == "return_id":
+            refund = await self.ctx.ledger.refund(ref.value)
+            if refund is None or refund["sale_id"] is None:
+                if refund is None:
+                    raise NotFound(f"no refund {ref.value} is recorded here")
+                return web.json_response({"matched": "return_id", "refund": refund})
+            sale_id = refund["sale_id"]
+        source = "local"
+        sale = await self.ctx.ledger.sale(sale_id)
+        if sale is None:
+            sale = await self.ctx.link.lookup_order(sale_id)
+            source = "hq"
+            if sale is None:
+                raise NotFound(f"no sale or order {sale_id} is known here or at HQ")
+        out = {
+            "matched": ref.kind,
+            "source": source,
+            "sale": sale,
+            "eligibility": eligibility(sale, self.ctx.settings.refunds.return_window_days),
+            "refund": refund,
+        }
+        return web.json_response(out)
+
+
+def eligibility(sale: dict[str, Any], window_days: int) -> dict[str, Any]:
+    """Whether anything on the sale can still be returned, and why not."""
+    ends = parse_iso(sale["occurred_at"]) + timedelta(days=window_days)
+    reasons = []
+    if utcnow() > ends:
+        reasons.append("return-window-expired")
+    lines = [
+        {
+            "line_id": line["line_id"],
+            "returnable_quantity": line.get("returnable_quantity", line["quantity"]),
+            "final_sale": line.get("final_sale", False),
+        }
+        for line in sale["lines"]
+    ]
+    if all(line["final_sale"] for line in lines):
+        reasons.append("final-sale")
+    elif not any(line["returnable_quantity"] > 0 for line in lines):
+        reasons.append("nothing-left-to-return")
+    return {
+        "eligible": not reasons,
+        "reasons": reasons,
+        "window_ends_at": iso(ends),
+        "lines": lines,
+    }

@@ -1,0 +1,339 @@
+"""Request and response models of the LAN API; `/openapi.json` is generated from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.api.fields import (
+    CurrencyStr,
+    FreeText,
+    Gtin,
+    Identifier,
+    MoneyStr,
+    Sku,
+    TenderText,
+)
+from edge.domain.money import MoneyError, currency_exponent, parse_amount
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _check_amounts(currency: str, amounts: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """(field, message) for each amount that does not fit the currency's exponent."""
+    problems = []
+    for field, value in amounts:
+        if value is None:
+            continue
+        try:
+            parse_amount(value, currency)
+        except MoneyError as exc:
+            problems.append((field, str(exc)))
+    return problems
+
+
+class AmountProblems(ValueError):
+    """Several amount fields at fault; the API reports each with its own path."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+def _currency_ok(currency: str) -> None:
+    try:
+        currency_exponent(currency)
+    except MoneyError as exc:
+        raise AmountProblems([("currency", str(exc))]) from None
+
+
+# ---- sales -------------------------------------------------------------------------
+
+
+class SaleLineIn(_In):
+    line_id: Identifier
+    sku: Sku
+    gtin: Gtin | None = None
+    description: FreeText = ""
+    category: FreeText | None = None
+    quantity: int = Field(gt=0, le=100_000)
+    unit_price: MoneyStr
+    discount: MoneyStr = "0"
+    tax: MoneyStr = "0"
+    final_sale: bool = False
+
+
+class ShippingIn(_In):
+    amount: MoneyStr = "0"
+    tax: MoneyStr = "0"
+
+
+class TenderIn(_In):
+    tender_id: TenderText
+    type: Literal["card", "cash", "gift_card", "store_credit"]
+    amount: MoneyStr
+    payment_token: TenderText | None = None
+    auth_code: TenderText | None = None
+    card_brand: TenderText | None = None
+    last4: str | None = Field(None, pattern=r"^[0-9]{4}$")
+
+    @model_validator(mode="after")
+    def _card_needs_token(self) -> Self:
+        if self.type == "card" and not self.payment_token:
+            msg = "a card tender needs the processor's payment_token"
+            raise ValueError(msg)
+        return self
+
+
+class SaleIn(_In):
+    sale_id: Identifier
+    channel: Literal["store", "online"] = "store"
+    register_id: Identifier | None = None
+    occurred_at: datetime
+    currency: CurrencyStr
+    lines: list[SaleLineIn] = Field(min_length=1, max_length=500)
+    order_discount: MoneyStr = "0"
+    shipping: ShippingIn = Field(default_factory=ShippingIn)
+    tenders: list[TenderIn] = Field(min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> Self:
+        _currency_ok(self.currency)
+        if self.occurred_at.tzinfo is None:
+            raise AmountProblems([("occurred_at", "must carry a UTC offset (RFC 3339)")])
+        amounts: list[tuple[str, str | None]] = [
+            ("order_discount", self.order_discount),
+            ("shipping.amount", self.shipping.amount),
+            ("shipping.tax", self.shipping.tax),
+        ]
+        for i, line in enumerate(self.lines):
+            amounts += [
+                (f"lines[{i}].unit_price", line.unit_price),
+                (f"lines[{i}].discount", line.discount),
+                (f"lines[{i}].tax", line.tax),
+            ]
+        amounts += [(f"tenders[{i}].amount", t.amount) for i, t in enumerate(self.tenders)]
+        if problems := _check_amounts(self.currency, amounts):
+            raise AmountProblems(problems)
+        return self
+
+
+class SaleLineOut(BaseModel):
+    line_id: str
+    sku: str
+    gtin: str | None
+    description: str
+    category: str | None
+    quantity: int
+    unit_price: str
+    discount: str
+    order_discount: str
+    tax: str
+    paid: str
+    final_sale: bool
+    returned_quantity: int
+    returnable_quantity: int
+    refunded_amount: str
+
+
+class TenderOut(BaseModel):
+    tender_id: str
+    type: str
+    amount: str
+    payment_token: str | None = None
+    auth_code: str | None = None
+    card_brand: str | None = None
+    last4: str | None = None
+    refunded_amount: str
+
+
+class SaleOut(BaseModel):
+    sale_id: str
+    channel: str
+    register_id: str | None
+    occurred_at: str
+    currency: str
+    lines: list[SaleLineOut]
+    order_discount: str
+    shipping: dict[str, str]
+    tenders: list[TenderOut]
+    total: str
+    recorded_at: str
+    return_ids: list[str]
+
+
+# ---- refunds -----------------------------------------------------------------------
+
+
+class RefundLineIn(_In):
+    line_id: Identifier
+    quantity: int = Field(gt=0, le=100_000)
+    reason: FreeText | None = None
+    restock: bool = True
+
+
+class ApprovalIn(_In):
+    manager_id: Identifier | None = None
+    pin: str | None = Field(None, pattern=r"^[0-9]{4,12}$")
+    grant: str | None = Field(None, min_length=8, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if self.grant is None and (self.manager_id is None or self.pin is None):
+            msg = "give either a badge grant, or a manager_id with a pin"
+            raise ValueError(msg)
+        return self
+
+
+class RefundIn(_In):
+    sale_id: Identifier | None = None
+    kind: Literal["receipt", "no_receipt", "goodwill"] = "receipt"
+    lines: list[RefundLineIn] = Field(default_factory=list, max_length=500)
+    refund_to: Literal["original", "store_credit", "cash"] | None = None
+    approval: ApprovalIn | None = None
+    note: FreeText | None = None
+    reason: FreeText | None = None
+    amount: MoneyStr | None = None
+    currency: CurrencyStr | None = None
+    register_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _shape_by_kind(self) -> Self:
+        problems = self._receipt_problems() if self.kind == "receipt" else self._free_problems()
+        if problems:
+            raise AmountProblems(problems)
+        return self
+
+    def _receipt_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.sale_id is None:
+            problems.append(("sale_id", "a receipt refund needs the sale_id"))
+        if not self.lines:
+            problems.append(("lines", "a receipt refund needs at least one line"))
+        if self.refund_to == "cash":
+            problems.append(("refund_to", "receipt refunds go to 'original' or 'store_credit'"))
+        if self.amount is not None:
+            problems.append(("amount", "a receipt refund is priced from the sale's lines"))
+        return problems
+
+    def _free_problems(self) -> list[tuple[str, str]]:
+        """No-receipt and goodwill refunds: an amount, never lines or the original tender."""
+        kind = self.kind
+        problems: list[tuple[str, str]] = []
+        if self.sale_id is not None:
+            problems.append(("sale_id", f"a {kind} refund has sale_id null"))
+        if self.lines:
+            problems.append(("lines", f"a {kind} refund has no lines"))
+        if self.refund_to == "original":
+            problems.append(("refund_to", f"a {kind} refund is paid as store_credit or cash"))
+        problems += [
+            (name, f"a {kind} refund needs {name}")
+            for name in ("amount", "currency", "reason")
+            if getattr(self, name) in (None, "")
+        ]
+        if self.currency is not None and self.amount is not None:
+            _currency_ok(self.currency)
+            problems += _check_amounts(self.currency, [("amount", self.amount)])
+        return problems
+
+
+class RefundLineOut(BaseModel):
+    line_id: str
+    quantity: int
+    amount: str
+    tax: str
+    reason: str | None = None
+    restock: bool
+
+
+class RefundTenderOut(BaseModel):
+    type: str
+    amount: str
+    tender_id: str | None = None
+    payment_token: str | None = None
+    auth_code: str | None = None
+    store_credit_code: str | None = None
+
+
+class RefundOut(BaseModel):
+    return_id: str
+    sale_id: str | None
+    kind: str
+    status: Literal["pending", "settled", "declined"]
+    offline: bool
+    currency: str
+    subtotal: str
+    discount: str
+    tax: str
+    total: str
+    shipping: dict[str, str]
+    lines: list[RefundLineOut]
+    tenders: list[RefundTenderOut]
+    refund_to: str
+    reason: str | None
+    note: str | None
+    approved_by: str | None
+    created_at: str
+    updated_at: str
+    processor_ref: str | None
+    erp_ref: str | None
+    decline_reason: str | None
+
+
+# ---- look-up -----------------------------------------------------------------------
+
+
+class LookupIn(_In):
+    code: str = Field(min_length=1, max_length=512)
+
+
+class EligibleLine(BaseModel):
+    line_id: str
+    returnable_quantity: int
+    final_sale: bool
+
+
+class Eligibility(BaseModel):
+    eligible: bool
+    reasons: list[str]
+    window_ends_at: str
+    lines: list[EligibleLine]
+
+
+class LookupOut(BaseModel):
+    matched: Literal["sale_id", "return_id"]
+    source: Literal["local", "hq"]
+    sale: SaleOut
+    eligibility: Eligibility
+    refund: RefundOut | None = None
+
+
+# ---- auth and problems ---------------------------------------------------------------
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `type` ends in one of the contract's stable slugs."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    extra: dict[str, Any] | None = None

@@ -1,0 +1,90 @@
+"""The aiohttp application and its listener, as one async context manager.
+
+On exit the listener stops accepting, in-flight requests get `shutdown_grace_s` to finish,
+and only then does the composition root close the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+
+from aiohttp import web
+
+from edge.api.context import ApiContext
+from edge.api.openapi import build_openapi
+from edge.api.ops import OpsApi
+from edge.api.problems import Handler, problem_middleware
+from edge.api.refunds import RefundsApi
+from edge.api.routes import Route
+from edge.api.sales import SalesApi
+
+log = logging.getLogger(__name__)
+
+
+def build_routes(ctx: ApiContext, extra: list[Route] | None = None) -> tuple[list[Route], OpsApi]:
+    ops = OpsApi(ctx)
+    routes = SalesApi(ctx).routes() + RefundsApi(ctx).routes() + (extra or []) + ops.routes()
+    ops.openapi = build_openapi([r for r in routes if r.path.startswith("/v1/")])
+    return routes, ops
+
+
+def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Application:
+    routes, _ = build_routes(ctx, extra)
+
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        response = await handler(request)
+        ctx.metrics.latency.labels(name).observe(time.perf_counter() - started)
+        ctx.metrics.requests.labels(name, str(response.status)).inc()
+        if response.status >= 400 and response.content_type == "application/problem+json":
+            ctx.metrics.refusals.labels(str(response.status)).inc()
+        return response
+
+    app = web.Application(
+        client_max_size=ctx.settings.lan.max_body_bytes,
+        middlewares=[measure, problem_middleware],
+    )
+    app.router.add_post("/oauth/token", ctx.auth.token_endpoint)
+    for route in routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    return app
+
+
+class LanServer:
+    def __init__(
+        self, ctx: ApiContext, host: str, port: int, extra: list[Route] | None = None
+    ) -> None:
+        self._app = build_app(ctx, extra)
+        self._host = host
+        self._port = port
+        self._grace = ctx.settings.lan.shutdown_grace_s
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def __aenter__(self) -> LanServer:
+        self._runner = web.AppRunner(
+            self._app, access_log=None, shutdown_timeout=self._grace, handle_signals=False
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        server = site._server  # the bound port matters when configured as 0
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        log.info("LAN API listening on %s:%s", self._host, self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,83 @@
+"""The composition root: builds every component from one validated Settings and runs them.
+
+Nothing imports this module. Resources nest in an AsyncExitStack so they close in reverse
+order (LAN listener first, so in-flight requests finish before the ledger closes); every
+long-lived loop runs in one TaskGroup owned here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+from edge.api.auth import Authenticator, load_signing_key
+from edge.api.context import ApiContext, StandaloneLink
+from edge.api.metrics import ApiMetrics
+from edge.api.server import LanServer
+from edge.bus import EventBus
+from edge.errors import StorageError
+from edge.ledger.ledger import Ledger
+from edge.ledger.outbox import Origin
+from edge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 600.0
+
+
+async def run_gateway(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[LanServer], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run until `stop` is set, then shut down in order."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    bus = EventBus()
+    origin = Origin(settings.store_id, settings.gateway_id)
+    async with AsyncExitStack() as stack:
+        ledger = await stack.enter_async_context(Ledger(settings.db_path, bus, origin))
+        auth = Authenticator(ledger, load_signing_key(settings.data_dir), settings.lan.token_ttl_s)
+        ctx = ApiContext(
+            settings=settings,
+            ledger=ledger,
+            auth=auth,
+            bus=bus,
+            link=StandaloneLink(),
+            metrics=ApiMetrics(),
+        )
+        server = await stack.enter_async_context(
+            LanServer(ctx, settings.lan.bind, settings.lan.port)
+        )
+        if on_ready is not None:
+            result = on_ready(server)
+            if result is not None:
+                await result
+        log.info(
+            "gateway %s/%s ready; ledger %s",
+            settings.store_id,
+            settings.gateway_id,
+            settings.db_path,
+        )
+        async with asyncio.TaskGroup() as tg:
+            housekeeping = tg.create_task(
+                _housekeeping(ledger, settings), name="ledger-housekeeping"
+            )
+            await stop.wait()
+            housekeeping.cancel()
+        log.info("stopping: finishing in-flight requests, then closing the ledger")
+
+
+async def _housekeeping(ledger: Ledger, settings: Settings) -> None:
+    keep = timedelta(hours=settings.idempotency.retention_hours)
+    while True:
+        try:
+            pruned = await ledger.prune_idempotency(keep)
+        except StorageError as exc:
+            log.warning("could not prune idempotency keys: %s", exc)
+        else:
+            if pruned:
+                log.info("pruned %d idempotency keys older than %s", pruned, keep)
+        await asyncio.sleep(HOUSEKEEPING_S)

@@ -1,0 +1,1 @@
+"""The `edge-gateway` command line: one module per command group."""

@@ -1,0 +1,42 @@
+"""What every command shares: settings from --config / EDGE_CONFIG and the environment."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from edge.ledger.db import apply_migrations, open_sync
+from edge.ledger.timefmt import utcnow
+from edge.settings import Settings, load_settings
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    path = args.config
+    return load_settings(Path(path) if path else None)
+
+
+def open_ledger(settings: Settings) -> sqlite3.Connection:
+    """The ledger for an operator command; safe while the daemon runs (WAL, busy timeout)."""
+    conn = open_sync(settings.db_path)
+    apply_migrations(conn)
+    return conn
+
+
+def write(conn: sqlite3.Connection) -> _Tx:
+    return _Tx(conn)
+
+
+class _Tx:
+    """`with write(conn) as at:` runs the block in one IMMEDIATE transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> datetime:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return utcnow()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

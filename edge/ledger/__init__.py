@@ -1,0 +1,1 @@
+"""The ledger: sales, refunds, idempotency keys, outbox and audit log in one SQLite file."""

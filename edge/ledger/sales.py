@@ -1,0 +1,285 @@
+"""Sales journal rows: recording a priced sale and reading it back with what was returned."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from edge.domain.errors import SaleConflict
+from edge.domain.money import ZERO, fmt, from_minor, to_minor
+from edge.domain.refund import SaleState
+from edge.domain.sale import PricedLine, PricedSale
+from edge.domain.tenders import OriginalTender
+from edge.ledger.audit import append_audit
+from edge.ledger.outbox import Origin, append_event
+from edge.ledger.timefmt import iso, parse_iso
+
+
+@dataclass(frozen=True)
+class RecordedSale:
+    sale_id: str
+    created: bool
+    last_seq: int | None
+
+
+def record_sale(
+    conn: sqlite3.Connection,
+    *,
+    origin: Origin,
+    sale: Mapping[str, Any],
+    priced: PricedSale,
+    fingerprint: str,
+    actor: str,
+    at: datetime,
+    source: str = "lan",
+) -> RecordedSale:
+    """Write the sale, its `sale.recorded` event and audit record; same body again is a no-op."""
+    sale_id = sale["sale_id"]
+    existing = conn.execute(
+        "SELECT fingerprint FROM sales WHERE sale_id = ?", (sale_id,)
+    ).fetchone()
+    if existing is not None:
+        if existing[0] != fingerprint:
+            raise SaleConflict(f"sale {sale_id} was already recorded with different content")
+        return RecordedSale(sale_id, created=False, last_seq=None)
+    cur = priced.currency
+
+    def m(amount: Decimal) -> int:
+        return to_minor(amount, cur)
+
+    conn.execute(
+        "INSERT INTO sales (sale_id, channel, register_id, occurred_at, currency, order_discount,"
+        " shipping_amount, shipping_tax, total, fingerprint, source, recorded_at, recorded_by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sale_id,
+            sale["channel"],
+            sale.get("register_id"),
+            iso(parse_iso(sale["occurred_at"])),
+            cur,
+            m(priced.order_discount),
+            m(priced.shipping_amount),
+            m(priced.shipping_tax),
+            m(priced.total),
+            fingerprint,
+            source,
+            iso(at),
+            actor,
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO sale_lines (sale_id, line_no, line_id, sku, gtin, description, category,"
+        " quantity, unit_price, discount, order_discount, tax, paid, final_sale)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                sale_id,
+                i,
+                p.line_id,
+                raw["sku"],
+                raw.get("gtin"),
+                raw.get("description") or "",
+                raw.get("category"),
+                p.quantity,
+                m(p.unit_price),
+                m(p.discount),
+                m(p.order_discount),
+                m(p.tax),
+                m(p.paid),
+                int(p.final_sale),
+            )
+            for i, (p, raw) in enumerate(zip(priced.lines, sale["lines"], strict=True))
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO sale_tenders (sale_id, tender_no, tender_id, type, amount, payment_token,"
+        " auth_code, card_brand, last4) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                sale_id,
+                i,
+                t["tender_id"],
+                t["type"],
+                m(Decimal(t["amount"])),
+                t.get("payment_token"),
+                t.get("auth_code"),
+                t.get("card_brand"),
+                t.get("last4"),
+            )
+            for i, t in enumerate(sale["tenders"])
+        ],
+    )
+    view = sale_view(conn, sale_id)
+    assert view is not None
+    event = append_event(conn, origin, "sale.recorded", view, at)
+    append_audit(
+        conn,
+        at=at,
+        actor=actor,
+        action="sale.recorded",
+        subject=sale_id,
+        detail={"total": view["total"], "currency": cur, "event_id": event.event_id},
+    )
+    return RecordedSale(sale_id, created=True, last_seq=event.seq)
+
+
+def _returned_by_line(conn: sqlite3.Connection, sale_id: str) -> dict[str, tuple[int, int]]:
+    """line_id -> (units returned, minor units refunded incl. tax)."""
+    return {
+        row[0]: (int(row[1]), int(row[2]))
+        for row in conn.execute(
+            "SELECT line_id, sum(quantity), sum(amount + tax) FROM return_lines"
+            " WHERE sale_id = ? GROUP BY line_id",
+            (sale_id,),
+        )
+    }
+
+
+def _drawn_by_tender(conn: sqlite3.Connection, sale_id: str) -> dict[str, int]:
+    return {
+        row[0]: int(row[1])
+        for row in conn.execute(
+            "SELECT tender_id, sum(amount) FROM return_tender_draws WHERE sale_id = ?"
+            " GROUP BY tender_id",
+            (sale_id,),
+        )
+    }
+
+
+def load_sale_state(conn: sqlite3.Connection, sale_id: str) -> SaleState | None:
+    """The sale as the refund rules see it, read inside the caller's transaction."""
+    sale = conn.execute(
+        "SELECT currency, occurred_at, shipping_amount, shipping_tax FROM sales WHERE sale_id = ?",
+        (sale_id,),
+    ).fetchone()
+    if sale is None:
+        return None
+    cur = sale["currency"]
+    lines = tuple(
+        PricedLine(
+            line_id=r["line_id"],
+            quantity=r["quantity"],
+            unit_price=from_minor(r["unit_price"], cur),
+            discount=from_minor(r["discount"], cur),
+            order_discount=from_minor(r["order_discount"], cur),
+            tax=from_minor(r["tax"], cur),
+            paid=from_minor(r["paid"], cur),
+            final_sale=bool(r["final_sale"]),
+        )
+        for r in conn.execute(
+            "SELECT * FROM sale_lines WHERE sale_id = ? ORDER BY line_no", (sale_id,)
+        )
+    )
+    tenders = tuple(
+        OriginalTender(
+            tender_id=r["tender_id"],
+            type=r["type"],
+            amount=from_minor(r["amount"], cur),
+            payment_token=r["payment_token"],
+            auth_code=r["auth_code"],
+        )
+        for r in conn.execute(
+            "SELECT * FROM sale_tenders WHERE sale_id = ? ORDER BY tender_no", (sale_id,)
+        )
+    )
+    returned = _returned_by_line(conn, sale_id)
+    (shipping_refunded,) = conn.execute(
+        "SELECT count(*) FROM returns WHERE sale_id = ? AND shipping_amount + shipping_tax > 0",
+        (sale_id,),
+    ).fetchone()
+    return SaleState(
+        sale_id=sale_id,
+        currency=cur,
+        occurred_at=parse_iso(sale["occurred_at"]),
+        lines=lines,
+        tenders=tenders,
+        shipping_amount=from_minor(sale["shipping_amount"], cur),
+        shipping_tax=from_minor(sale["shipping_tax"], cur),
+        returned={k: v[0] for k, v in returned.items()},
+        refunded_by_tender={
+            k: from_minor(v, cur) for k, v in _drawn_by_tender(conn, sale_id).items()
+        },
+        shipping_refunded=shipping_refunded > 0,
+    )
+
+
+def sale_view(conn: sqlite3.Connection, sale_id: str) -> dict[str, Any] | None:
+    """The sale as the API shows it: allocation, paid, and what was returned per line."""
+    sale = conn.execute("SELECT * FROM sales WHERE sale_id = ?", (sale_id,)).fetchone()
+    if sale is None:
+        return None
+    cur = sale["currency"]
+
+    def s(minor: int) -> str:
+        return fmt(from_minor(minor, cur), cur)
+
+    returned = _returned_by_line(conn, sale_id)
+    drawn = _drawn_by_tender(conn, sale_id)
+    lines = []
+    for r in conn.execute(
+        "SELECT * FROM sale_lines WHERE sale_id = ? ORDER BY line_no", (sale_id,)
+    ):
+        qty_back, refunded = returned.get(r["line_id"], (0, 0))
+        lines.append(
+            {
+                "line_id": r["line_id"],
+                "sku": r["sku"],
+                "gtin": r["gtin"],
+                "description": r["description"],
+                "category": r["category"],
+                "quantity": r["quantity"],
+                "unit_price": s(r["unit_price"]),
+                "discount": s(r["discount"]),
+                "order_discount": s(r["order_discount"]),
+                "tax": s(r["tax"]),
+                "paid": s(r["paid"]),
+                "final_sale": bool(r["final_sale"]),
+                "returned_quantity": qty_back,
+                "returnable_quantity": 0 if r["final_sale"] else r["quantity"] - qty_back,
+                "refunded_amount": s(refunded),
+            }
+        )
+    tenders = [
+        {
+            "tender_id": r["tender_id"],
+            "type": r["type"],
+            "amount": s(r["amount"]),
+            "payment_token": r["payment_token"],
+            "auth_code": r["auth_code"],
+            "card_brand": r["card_brand"],
+            "last4": r["last4"],
+            "refunded_amount": s(drawn.get(r["tender_id"], 0)),
+        }
+        for r in conn.execute(
+            "SELECT * FROM sale_tenders WHERE sale_id = ? ORDER BY tender_no", (sale_id,)
+        )
+    ]
+    return_ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT return_id FROM returns WHERE sale_id = ? ORDER BY created_at, return_id",
+            (sale_id,),
+        )
+    ]
+    return {
+        "sale_id": sale_id,
+        "channel": sale["channel"],
+        "register_id": sale["register_id"],
+        "occurred_at": sale["occurred_at"],
+        "currency": cur,
+        "lines": lines,
+        "order_discount": s(sale["order_discount"]),
+        "shipping": {"amount": s(sale["shipping_amount"]), "tax": s(sale["shipping_tax"])},
+        "tenders": tenders,
+        "total": s(sale["total"]),
+        "recorded_at": sale["recorded_at"],
+        "return_ids": return_ids,
+    }
+
+
+def refunded_total(state: SaleState) -> Decimal:
+    return sum(state.refunded_by_tender.values(), ZERO)

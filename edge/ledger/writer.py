@@ -1,0 +1,159 @@
+"""The ledger's one write path, with group commit.
+
+All writes go through one connection and one queue. Each request's work is a plain
+function run on the connection's thread inside its own SAVEPOINT; the jobs that queued
+up while the previous commit was being fsynced share the next transaction, so many
+concurrent refunds cost one fsync, and a job that fails rolls back alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from edge.domain.errors import PolicyViolation
+from edge.errors import EdgeError, StorageError
+from edge.ledger.db import apply_migrations, open_async, run_in_thread
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], T]
+_Job = tuple[WriteFn[Any], "asyncio.Future[Any]"]
+
+
+class LedgerWriter:
+    """Owns the write connection and the task that commits queued jobs in groups."""
+
+    def __init__(self, path: Path, *, max_batch: int = 256, queue_size: int = 10_000) -> None:
+        self._path = path
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=queue_size)
+        self._conn: aiosqlite.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.jobs = 0
+        self.failed_commits = 0
+
+    async def __aenter__(self) -> LedgerWriter:
+        self._conn = await open_async(self._path)
+        try:
+            await run_in_thread(self._conn, apply_migrations)
+        except sqlite3.Error as exc:
+            await self._conn.close()
+            raise StorageError(f"cannot migrate {self._path}: {exc}") from exc
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Commit what is queued, then close. Safe to call more than once."""
+        if self._closing:
+            if self._task is not None:
+                await asyncio.shield(self._task)
+            return
+        self._closing = True
+        if self._task is not None:
+            await self._queue.put(None)
+            await asyncio.shield(self._task)
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def write(self, fn: WriteFn[T]) -> T:
+        """Run `fn` in a transaction; returns once its effects are durable on disk."""
+        if self._closing or self._task is None:
+            raise StorageError("the ledger is closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((fn, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        assert self._conn is not None
+        fns = [fn for fn, _ in batch]
+        try:
+            outcomes = await run_in_thread(self._conn, lambda conn: _run_batch(conn, fns))
+            self.commits += 1
+        except sqlite3.Error as exc:
+            self.failed_commits += 1
+            log.error("ledger commit of %d job(s) failed: %s", len(batch), exc)
+            failure = StorageError(f"the ledger could not commit: {exc}")
+            outcomes = [(False, failure)] * len(batch)
+        self.jobs += len(batch)
+        for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+
+def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
+    """One transaction; each job in its own savepoint. Runs on the connection thread."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes: list[tuple[bool, Any]] = []
+        for fn in fns:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = fn(conn)
+            except Exception as exc:  # noqa: BLE001 - the job fails alone, savepoint undone
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((False, _translate(exc)))
+                continue
+            conn.execute("RELEASE job")
+            outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _translate(exc: Exception) -> Exception:
+    """Refusals pass through; SQLite faults become StorageError; bugs stay as they are."""
+    if isinstance(exc, PolicyViolation | EdgeError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"the ledger refused a write: {exc}")
+    log.error("ledger job failed", exc_info=exc)
+    return exc
