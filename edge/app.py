@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from edge.bus import EventBus
 from edge.errors import StorageError
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
+from edge.sd_notify import Notifier
 from edge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ HOUSEKEEPING_S = 600.0
 async def run_gateway(
     settings: Settings,
     stop: asyncio.Event,
-    on_ready: Callable[[LanServer], Awaitable[None] | None] | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
     """Run until `stop` is set, then shut down in order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -51,22 +51,21 @@ async def run_gateway(
         server = await stack.enter_async_context(
             LanServer(ctx, settings.lan.bind, settings.lan.port)
         )
-        if on_ready is not None:
-            result = on_ready(server)
-            if result is not None:
-                await result
         log.info(
             "gateway %s/%s ready; ledger %s",
             settings.store_id,
             settings.gateway_id,
             settings.db_path,
         )
+        notifier = notifier or Notifier.from_environment()
+        notifier.ready(f"serving on port {server.port}")
         async with asyncio.TaskGroup() as tg:
             housekeeping = tg.create_task(
                 _housekeeping(ledger, settings), name="ledger-housekeeping"
             )
             await stop.wait()
             housekeeping.cancel()
+        notifier.stopping()
         log.info("stopping: finishing in-flight requests, then closing the ledger")
 
 

@@ -29,12 +29,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from edge.devices.settings import DevicesSettings
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
 from edge.lanes.settings import LanesSettings
 
-TENDER_TYPES = ("card", "gift_card", "store_credit", "cash")
+TenderType = Literal["card", "gift_card", "store_credit", "cash"]
+TENDER_TYPES: tuple[TenderType, ...] = ("card", "gift_card", "store_credit", "cash")
 
 
 def _no_float(value: Any) -> Any:
@@ -68,7 +68,7 @@ class _Section(BaseModel):
 
 class LanSettings(_Section):
     bind: str = "0.0.0.0"  # noqa: S104 - registers reach the gateway over the store LAN
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
     max_body_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024)
     token_ttl_s: int = Field(3600, ge=60, le=86400)
     shutdown_grace_s: float = Field(10.0, ge=0, le=120)
@@ -79,9 +79,7 @@ class RefundSettings(_Section):
     approval_threshold: PerCurrency = Field(
         default_factory=lambda: {"USD": Decimal("100.00"), "EUR": Decimal("100.00")}
     )
-    tender_refund_order: list[Literal["card", "gift_card", "store_credit", "cash"]] = Field(
-        default_factory=lambda: ["card", "gift_card", "store_credit", "cash"]
-    )
+    tender_refund_order: list[TenderType] = Field(default_factory=lambda: list(TENDER_TYPES))
     refund_shipping: bool = False
     store_credit_prefix: str = Field("SC", pattern=r"^[A-Z0-9]{1,6}$")
 
@@ -133,7 +131,6 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     managers: ManagerSettings = Field(default_factory=ManagerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    devices: DevicesSettings = Field(default_factory=DevicesSettings)
     lanes: LanesSettings = Field(default_factory=LanesSettings)
 
     @classmethod

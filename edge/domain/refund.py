@@ -64,10 +64,12 @@ class RefundQuote:
     shipping_amount: Decimal
     shipping_tax: Decimal
     tenders: tuple[TenderRefund, ...]
+    unlinked: Decimal = ZERO  # a no-receipt or goodwill amount, tied to no sale line
 
     @property
     def subtotal(self) -> Decimal:
-        return sum((line.gross for line in self.lines), ZERO) + self.shipping_amount
+        lines = sum((line.gross for line in self.lines), ZERO)
+        return lines + self.shipping_amount + self.unlinked
 
     @property
     def discount(self) -> Decimal:

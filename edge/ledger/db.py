@@ -110,5 +110,5 @@ async def run_in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connec
     def call() -> T:
         return fn(conn._conn)  # the worker thread owns it
 
-    result: Any = await conn._execute(call)  # aiosqlite thread hand-off
+    result: Any = await conn._execute(call)  # type: ignore[no-untyped-call]  # thread hand-off
     return result  # type: ignore[no-any-return]

@@ -165,7 +165,7 @@ def _quote(
         assert cmd.amount is not None
         assert cmd.currency is not None
         tender = TenderRefund(type=cmd.refund_to, amount=cmd.amount, sources=())
-        return RefundQuote(cmd.currency, (), ZERO, ZERO, (tender,)), None
+        return RefundQuote(cmd.currency, (), ZERO, ZERO, (tender,), unlinked=cmd.amount), None
     assert cmd.sale_id is not None
     state = load_sale_state(conn, cmd.sale_id)
     if state is None:
