@@ -10,6 +10,8 @@ import signal
 import sys
 from typing import Any
 
+import uvloop
+
 from edge.cli.common import settings_from
 from edge.settings import Settings
 
@@ -46,7 +48,8 @@ def setup_logging(settings: Settings) -> None:
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     setup_logging(settings)
-    return asyncio.run(_main(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_main(settings))
 
 
 async def _main(settings: Settings) -> int:

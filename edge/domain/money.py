@@ -103,3 +103,18 @@ def split_evenly(total: Decimal, parts: int, currency: str) -> list[Decimal]:
         msg = "parts must be positive"
         raise MoneyError(msg)
     return split_by_weights(total, [Decimal(1)] * parts, currency)
+
+
+def even_share_slice(total: Decimal, parts: int, start: int, count: int, currency: str) -> Decimal:
+    """Sum of shares `start`..`start+count-1` of `split_evenly(total, parts)`, in O(1).
+
+    The split gives every share `total // parts` minor units and the first
+    `total % parts` shares one unit more, so any run of shares sums in closed form.
+    """
+    if parts <= 0 or start < 0 or count < 0 or start + count > parts:
+        msg = "share range out of bounds"
+        raise MoneyError(msg)
+    units = to_minor(total, currency)
+    base, extra = divmod(units, parts)
+    with_extra = max(0, min(start + count, extra) - start)
+    return from_minor(base * count + with_extra, currency)

@@ -122,14 +122,13 @@ def quote_refund(
                 f"line {line.line_id}: {req.quantity} asked, {left} returnable",
                 f"lines[{i}].quantity",
             )
-        units = slice(already, already + req.quantity)
         quoted.append(
             QuotedLine(
                 line_id=line.line_id,
                 quantity=req.quantity,
                 gross=req.quantity * line.unit_price,
-                amount=sum(line.unit_paid(sale.currency)[units], ZERO),
-                tax=sum(line.unit_tax(sale.currency)[units], ZERO),
+                amount=line.units_paid(already, req.quantity, sale.currency),
+                tax=line.units_tax(already, req.quantity, sale.currency),
             )
         )
     ship_amount = ship_tax = ZERO

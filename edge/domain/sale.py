@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from edge.domain.errors import InvalidRequest, TenderMismatch
-from edge.domain.money import ZERO, fmt, split_by_weights, split_evenly
+from edge.domain.money import ZERO, even_share_slice, fmt, split_by_weights
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,12 @@ class PricedLine:
     def net(self) -> Decimal:
         return self.quantity * self.unit_price - self.discount
 
-    def unit_paid(self, currency: str) -> list[Decimal]:
-        """What each unit cost after discounts, in the order units are given back."""
-        return split_evenly(self.paid, self.quantity, currency)
+    def units_paid(self, start: int, count: int, currency: str) -> Decimal:
+        """What units `start`..`start+count-1` cost after discounts (largest remainder split)."""
+        return even_share_slice(self.paid, self.quantity, start, count, currency)
 
-    def unit_tax(self, currency: str) -> list[Decimal]:
-        return split_evenly(self.tax, self.quantity, currency)
+    def units_tax(self, start: int, count: int, currency: str) -> Decimal:
+        return even_share_slice(self.tax, self.quantity, start, count, currency)
 
 
 @dataclass(frozen=True)

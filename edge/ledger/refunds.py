@@ -188,6 +188,8 @@ def _quote(
 def _check_offline(conn: sqlite3.Connection, quote: RefundQuote, rules: RefundRules) -> None:
     cur = quote.currency
     card = sum((t.amount for t in quote.tenders if t.type == "card"), ZERO)
+    if card == 0:
+        return
     (pending_minor,) = conn.execute(
         "SELECT coalesce(sum(t.amount), 0) FROM return_tenders t JOIN returns r USING (return_id)"
         " WHERE r.offline = 1 AND r.status = 'pending' AND r.currency = ? AND t.type = 'card'",

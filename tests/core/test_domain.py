@@ -17,7 +17,15 @@ from edge.domain.errors import (
     TenderMismatch,
 )
 from edge.domain.ids import is_return_id, new_return_id, new_store_credit_code
-from edge.domain.money import MoneyError, currency_exponent, fmt, parse_amount, split_by_weights
+from edge.domain.money import (
+    MoneyError,
+    currency_exponent,
+    even_share_slice,
+    fmt,
+    parse_amount,
+    split_by_weights,
+    split_evenly,
+)
 from edge.domain.policy import needs_approval, offline_card_refusal
 from edge.domain.refund import RequestedLine, SaleState, quote_refund
 from edge.domain.sale import LineInput, TenderInput, price_sale
@@ -186,3 +194,13 @@ def test_codes_and_ids() -> None:
     code = new_store_credit_code("SC")
     assert code.startswith("SC-")
     assert len(code) == len("SC-XXXX-XXXX-XXXXC")
+
+
+def test_closed_form_unit_shares_match_the_split() -> None:
+    for total, parts in ((D("0.10"), 3), (D("30.98"), 7), (D("1.00"), 1), (D("0.00"), 4)):
+        shares = split_evenly(total, parts, "USD")
+        for start in range(parts):
+            for count in range(parts - start + 1):
+                assert even_share_slice(total, parts, start, count, "USD") == sum(
+                    shares[start : start + count], D(0)
+                )
