@@ -31,7 +31,6 @@ from pydantic_settings import (
 
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
-from edge.lanes.settings import LanesSettings
 
 TenderType = Literal["card", "gift_card", "store_credit", "cash"]
 TENDER_TYPES: tuple[TenderType, ...] = ("card", "gift_card", "store_credit", "cash")
@@ -131,7 +130,6 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     managers: ManagerSettings = Field(default_factory=ManagerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    lanes: LanesSettings = Field(default_factory=LanesSettings)
 
     @classmethod
     def settings_customise_sources(

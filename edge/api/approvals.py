@@ -42,29 +42,18 @@ async def approve(ctx: ApiContext, approval: ApprovalIn, actor: str, lane: str |
         )
     ok = stored is not None and await asyncio.to_thread(people.pin_matches, pin, stored)
     settings = ctx.settings.managers
-    if not ok:
-        ctx.metrics.pin_failures.inc()
-        await ctx.ledger.write(
-            lambda conn: people.record_pin_attempt(
-                conn,
-                manager_id,
-                ok=False,
-                actor=actor,
-                at=now,
-                max_failures=settings.max_pin_failures,
-                lockout=timedelta(seconds=settings.lockout_s),
-            )
-        )
-        raise ApprovalRequired("the manager id or PIN is wrong", "approval.pin")
     await ctx.ledger.write(
         lambda conn: people.record_pin_attempt(
             conn,
             manager_id,
-            ok=True,
+            ok=ok,
             actor=actor,
             at=now,
             max_failures=settings.max_pin_failures,
             lockout=timedelta(seconds=settings.lockout_s),
         )
     )
+    if not ok:
+        ctx.metrics.pin_failures.inc()
+        raise ApprovalRequired("the manager id or PIN is wrong", "approval.pin")
     return manager_id

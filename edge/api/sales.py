@@ -107,7 +107,15 @@ class SalesApi:
             if refund is None or refund["sale_id"] is None:
                 if refund is None:
                     raise NotFound(f"no refund {ref.value} is recorded here")
-                return web.json_response({"matched": "return_id", "refund": refund})
+                return web.json_response(
+                    {
+                        "matched": "return_id",
+                        "source": "local",
+                        "sale": None,
+                        "eligibility": None,
+                        "refund": refund,
+                    }
+                )
             sale_id = refund["sale_id"]
         source = "local"
         sale = await self.ctx.ledger.sale(sale_id)

@@ -305,10 +305,12 @@ class Eligibility(BaseModel):
 
 
 class LookupOut(BaseModel):
+    """A no-receipt or goodwill Return ID resolves to its refund alone (no sale)."""
+
     matched: Literal["sale_id", "return_id"]
-    source: Literal["local", "hq"]
-    sale: SaleOut
-    eligibility: Eligibility
+    source: Literal["local", "hq"] = "local"
+    sale: SaleOut | None = None
+    eligibility: Eligibility | None = None
     refund: RefundOut | None = None
 
 
