@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +12,6 @@ from edge.api.routes import READERS, WRITERS, Route
 from edge.api.schemas import LookupIn, LookupOut, SaleIn, SaleOut
 from edge.domain.codes import classify_code
 from edge.domain.errors import NotFound
-from edge.domain.sale import LineInput, TenderInput, price_sale
 from edge.ledger.timefmt import iso, parse_iso, utcnow
 
 
@@ -61,25 +59,7 @@ class SalesApi:
     async def post_sale(self, request: web.Request) -> web.Response:
         principal = await self.ctx.principal(request, WRITERS)
         body = parse_model(SaleIn, await read_json(request))
-        cur = body.currency
-        priced = price_sale(
-            cur,
-            lines=[
-                LineInput(
-                    line_id=line.line_id,
-                    quantity=line.quantity,
-                    unit_price=Decimal(line.unit_price),
-                    discount=Decimal(line.discount),
-                    tax=Decimal(line.tax),
-                    final_sale=line.final_sale,
-                )
-                for line in body.lines
-            ],
-            order_discount=Decimal(body.order_discount),
-            shipping_amount=Decimal(body.shipping.amount),
-            shipping_tax=Decimal(body.shipping.tax),
-            tenders=[TenderInput(t.tender_id, t.type, Decimal(t.amount)) for t in body.tenders],
-        )
+        priced = body.priced()
         sale = body.model_dump(mode="json")
         recorded, view = await self.ctx.ledger.record_sale(
             sale, priced, fingerprint(sale), principal.client_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +18,7 @@ from edge.api.fields import (
     TenderText,
 )
 from edge.domain.money import MoneyError, currency_exponent, parse_amount
+from edge.domain.sale import LineInput, PricedSale, TenderInput, price_sale
 
 
 class _In(BaseModel):
@@ -120,6 +122,27 @@ class SaleIn(_In):
         if problems := _check_amounts(self.currency, amounts):
             raise AmountProblems(problems)
         return self
+
+    def priced(self) -> PricedSale:
+        """The sale priced by the domain rules (allocation, paid amounts, tender check)."""
+        return price_sale(
+            self.currency,
+            lines=[
+                LineInput(
+                    line_id=line.line_id,
+                    quantity=line.quantity,
+                    unit_price=Decimal(line.unit_price),
+                    discount=Decimal(line.discount),
+                    tax=Decimal(line.tax),
+                    final_sale=line.final_sale,
+                )
+                for line in self.lines
+            ],
+            order_discount=Decimal(self.order_discount),
+            shipping_amount=Decimal(self.shipping.amount),
+            shipping_tax=Decimal(self.shipping.tax),
+            tenders=[TenderInput(t.tender_id, t.type, Decimal(t.amount)) for t in self.tenders],
+        )
 
 
 class SaleLineOut(BaseModel):

@@ -33,6 +33,7 @@ def currency_exponent(code: str) -> int:
     return int(exponent)
 
 
+@cache
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-currency_exponent(currency))
 

@@ -27,8 +27,9 @@ def env_for(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         EDGE_DATA_DIR=str(data_dir),
         EDGE_LAN__PORT=str(port),
         EDGE_LAN__BIND="127.0.0.1",
-        **extra,
+        EDGE_HQ__ENABLED="false",  # HQ link tests turn it on, with a broker of their own
     )
+    env.update(extra)
     return env
 
 

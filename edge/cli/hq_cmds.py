@@ -1,0 +1,200 @@
+"""`edge-gateway hq` (the reference HQ service), `fleet` (the operator's live table) and
+`demo-register` (a simulated register for the demo).
+
+Broker settings come from the `[hq.broker]` section of the configuration (so a gateway's
+config file works as is) and can be overridden with flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from edge.cli.common import settings_from
+from edge.cli.run_cmd import setup_logging
+from edge.hqlink.settings import BrokerSettings, TlsSettings
+
+
+def register(sub: Any) -> None:
+    hq = sub.add_parser("hq", help="run the reference HQ service (or manage its store)")
+    _broker_flags(hq)
+    hq.add_argument("--db", type=Path, default=None, help="HQ store (default: DATA_DIR/hq.sqlite3)")
+    hq.add_argument("--instance", default=None, help="instance name (default: host-pid)")
+    hq.add_argument("--group", default="hq", help="shared-subscription group (default: hq)")
+    hq.add_argument("--settle-workers", type=int, default=8)
+    hq.add_argument(
+        "--decline-card-over",
+        default="500.00",
+        help='simulated processor: decline card refunds over this amount ("none": never)',
+    )
+    hq.add_argument("--delay-s", type=float, default=0.0, help="simulated processor latency")
+    hq.add_argument("--failure-rate", type=float, default=0.0, help="simulated outages, 0..1")
+    hq.add_argument(
+        "--stats-interval", type=float, default=30.0, help="presence with counters, every N s"
+    )
+    hq.set_defaults(func=_hq_run)
+    hq_sub = hq.add_subparsers(dest="hq_command", metavar="SUBCOMMAND")
+    run = hq_sub.add_parser("run", help="run the service (the default)")
+    run.set_defaults(func=_hq_run)
+    orders = hq_sub.add_parser("orders", help="online orders HQ answers look-ups from")
+    orders_sub = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
+    load = orders_sub.add_parser("load", help="load sales (a JSON array or one per line)")
+    load.add_argument("file", type=Path)
+    load.set_defaults(func=_orders_load)
+    status = hq_sub.add_parser("status", help="events, gaps and refunds held by the HQ store")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_hq_status)
+
+    fleet = sub.add_parser("fleet", help="live table of every gateway on the broker")
+    _broker_flags(fleet)
+    fleet.add_argument("--json", action="store_true", help="print the fleet once as JSON")
+    fleet.add_argument("--once", action="store_true", help="print the table once and exit")
+    fleet.add_argument("--interval", type=float, default=2.0, help="refresh period (s)")
+    fleet.set_defaults(func=_fleet)
+
+    demo = sub.add_parser("demo-register", help="a simulated register for the demo")
+    demo.add_argument("--url", default="http://127.0.0.1:8080")
+    demo.add_argument("--client-id", required=True)
+    demo.add_argument("--client-secret", required=True)
+    demo.add_argument("--every", type=float, default=2.0, help="seconds between customers")
+    demo.add_argument("--count", type=int, default=0, help="stop after N customers (0: never)")
+    demo.add_argument("--online-orders", default="", help="sale id prefix of HQ's demo orders")
+    demo.set_defaults(func=_demo_register)
+
+
+def _broker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker-host", default=None)
+    parser.add_argument("--broker-port", type=int, default=None)
+    parser.add_argument("--prefix", default=None, help="topic prefix (default: retail/v1)")
+    parser.add_argument("--tls-ca", type=Path, default=None, help="CA file (enables TLS)")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="client certificate")
+    parser.add_argument("--tls-key", type=Path, default=None, help="client key")
+    parser.add_argument("--username", default=None)
+
+
+def broker_from(args: argparse.Namespace) -> tuple[BrokerSettings, str]:
+    """The configured broker with the flags applied, and the topic prefix."""
+    hq = settings_from(args).hq
+    changes: dict[str, Any] = {}
+    if args.broker_host:
+        changes["host"] = args.broker_host
+    if args.broker_port:
+        changes["port"] = args.broker_port
+    if args.username:
+        changes["username"] = args.username
+    if args.tls_ca or args.tls_cert:
+        changes["tls"] = TlsSettings(
+            enabled=True, ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key
+        )
+    broker = BrokerSettings.model_validate({**hq.broker.model_dump(), **changes})
+    return broker, args.prefix or hq.prefix
+
+
+def _until_signal(main: Any) -> int:
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return int(await main(stop))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+        return loop_runner.run(runner())
+
+
+def _hq_run(args: argparse.Namespace) -> int:
+    from edge.hq.runner import HqRunOptions, run_hq  # noqa: PLC0415 - loaded only when run
+
+    settings = settings_from(args)
+    setup_logging(settings)
+    broker, prefix = broker_from(args)
+    options = HqRunOptions(
+        broker=broker,
+        prefix=prefix,
+        db_path=args.db or settings.data_dir / "hq.sqlite3",
+        instance=args.instance,
+        group=args.group,
+        settle_workers=args.settle_workers,
+        decline_card_over=None if args.decline_card_over == "none" else args.decline_card_over,
+        delay_s=args.delay_s,
+        failure_rate=args.failure_rate,
+        stats_interval_s=args.stats_interval,
+    )
+    return _until_signal(lambda stop: run_hq(options, stop))
+
+
+def _hq_db(args: argparse.Namespace) -> Path:
+    return Path(args.db) if args.db else settings_from(args).data_dir / "hq.sqlite3"
+
+
+def _orders_load(args: argparse.Namespace) -> int:
+    from edge.hq import store as hq_store  # noqa: PLC0415
+    from edge.hq.schema import open_store  # noqa: PLC0415
+
+    text = args.file.read_text(encoding="utf-8").strip()
+    sales = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
+    conn = open_store(_hq_db(args))
+    conn.execute("BEGIN IMMEDIATE")
+    count = hq_store.load_orders(conn, sales)
+    conn.execute("COMMIT")
+    print(f"loaded {count} online orders into {_hq_db(args)}")
+    return 0
+
+
+def _hq_status(args: argparse.Namespace) -> int:
+    from edge.hq import store as hq_store  # noqa: PLC0415
+    from edge.hq.schema import open_store  # noqa: PLC0415
+
+    conn = open_store(_hq_db(args))
+    streams = hq_store.streams(conn)
+    refunds = hq_store.refund_counts(conn)
+    if args.json:
+        print(json.dumps({"streams": streams, "refunds": refunds}))
+        return 0
+    for s in streams:
+        gap = "no gap" if s["gap"] is None else f"GAP after {s['gap']['after']}"
+        print(
+            f"{s['store_id']}/{s['gateway_id']}: {s['received']} events,"
+            f" {s['duplicates']} duplicates, contiguous to {s['contiguous_through']}, {gap}"
+        )
+    print("refunds: " + (", ".join(f"{k} {v}" for k, v in sorted(refunds.items())) or "none"))
+    return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from edge.hq.fleet_watch import watch_fleet  # noqa: PLC0415
+
+    broker, prefix = broker_from(args)
+    once = args.once or args.json
+
+    async def main(stop: asyncio.Event) -> int:
+        return await watch_fleet(
+            broker, prefix, stop, json_out=args.json, once=once, interval_s=args.interval
+        )
+
+    return _until_signal(main)
+
+
+def _demo_register(args: argparse.Namespace) -> int:
+    from edge.hq.demo_register import run_register  # noqa: PLC0415
+
+    async def main(stop: asyncio.Event) -> int:
+        return await run_register(
+            args.url,
+            args.client_id,
+            args.client_secret,
+            stop,
+            every_s=args.every,
+            count=args.count,
+            online_prefix=args.online_orders,
+            out=sys.stdout,
+        )
+
+    return _until_signal(main)

@@ -1,0 +1,392 @@
+"""The reference HQ service: consumes every gateway's events, settles refunds, acks, answers
+order look-ups, and keeps the fleet view.
+
+Events and look-ups arrive through MQTT 5 shared subscriptions (`$share/{group}/...`), so
+several instances share the load; each event is recorded once (by `event_id`) in the
+store they share, and acked only after that commit. Refunds then go to the processor and
+the ERP; their outcome is acked again (settled/declined) with the references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import MqttLinkError
+from edge.hq import store as hq_store
+from edge.hq.fleet import FleetView
+from edge.hq.fleet_store import save_fleet
+from edge.hq.processor import (
+    Erp,
+    ProcessorUnavailable,
+    RefundProcessor,
+    RefundRequest,
+    SimulatedSettings,
+)
+from edge.hq.store import AckOut, Decided, HqStore, Incoming
+from edge.hqlink.backoff import Backoff
+from edge.hqlink.mqtt import Message, MqttClient, Outgoing, Will
+from edge.hqlink.payloads import LookupMsg, Malformed, dumps, parse
+from edge.hqlink.settings import BrokerSettings
+from edge.hqlink.supervise import supervised
+from edge.hqlink.topics import (
+    GatewayTopics,
+    fleet_filter,
+    hq_presence,
+    parse_gateway_topic,
+    shared,
+)
+from edge.ledger.timefmt import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAX = 50_000
+LOOKUPS_MAX = 1_000
+FLEET_MAX = 50_000
+GAP_CHECK_S = 30.0
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class HqServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    prefix: str = "retail/v1"
+    db_path: Path
+    instance: str = Field(default_factory=default_instance, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    group: str = Field("hq", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    batch_max: int = Field(2_000, ge=1)
+    settle_workers: int = Field(8, ge=1, le=256)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+    gap_grace_s: float = Field(60.0, gt=0)
+    stats_interval_s: float = Field(30.0, gt=0)
+    simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)
+
+
+class HqService:
+    def __init__(
+        self,
+        settings: HqServiceSettings,
+        store: HqStore,
+        processor: RefundProcessor,
+        erp: Erp,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.fleet = FleetView(settings.prefix)
+        self.counters: Counter[str] = Counter()
+        self._processor = processor
+        self._erp = erp
+        self._prefix = settings.prefix
+        self._presence = hq_presence(settings.prefix, settings.instance)
+        self._started_at = iso(utcnow())
+        self._events: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=EVENTS_MAX)
+        self._lookups: asyncio.Queue[Message] = asyncio.Queue(maxsize=LOOKUPS_MAX)
+        self._fleet_msgs: asyncio.Queue[Message] = asyncio.Queue(maxsize=FLEET_MAX)
+        self._settle: asyncio.Queue[str] = asyncio.Queue()
+        self._decided: asyncio.Queue[Decided] = asyncio.Queue()
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._reported_gaps: set[str] = set()
+        group, prefix = settings.group, settings.prefix
+        self.client = MqttClient(
+            settings.broker,
+            client_id=f"hq-{settings.instance}",
+            name=f"hq-{settings.instance}",
+            on_message=self._received,
+            subscriptions=[
+                (shared(group, fleet_filter(prefix, "events")), 1),
+                (shared(group, fleet_filter(prefix, "lookup")), 1),
+                (fleet_filter(prefix, "state"), 1),
+                (fleet_filter(prefix, "health"), 0),
+                (fleet_filter(prefix, "alerts"), 1),
+            ],
+            prepare=self._will,
+            on_connect=self._born,
+        )
+
+    async def __aenter__(self) -> HqService:
+        await asyncio.to_thread(self.store.open)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
+        bye = Outgoing(self._presence, self._presence_body("offline"), qos=1, retain=True)
+        await self.client.close([bye])
+        await asyncio.to_thread(self.store.close)
+
+    async def run(self) -> None:
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "hq-mqtt": self.client.run,
+            "hq-ingest": self._ingest_loop,
+            "hq-lookups": self._lookup_loop,
+            "hq-fleet": self._fleet_loop,
+            "hq-gaps": self._gap_loop,
+            "hq-stats": self._stats_loop,
+            "hq-decisions": self._decision_loop,
+        }
+        loops.update(
+            {f"hq-settle-{n}": self._settle_loop for n in range(self.settings.settle_workers)}
+        )
+        async with asyncio.TaskGroup() as tg:
+            for name, loop in loops.items():
+                tg.create_task(supervised(name, loop, self.counters), name=name)
+            for return_id in await self.store.run(hq_store.open_refunds):
+                self._settle.put_nowait(return_id)
+
+    # ---- connection ----------------------------------------------------------------
+
+    def _presence_body(self, state: str) -> bytes:
+        """Presence, with this instance's counters (malformed input, acks, refunds...)."""
+        return dumps(
+            {
+                "state": state,
+                "instance": self.settings.instance,
+                "started_at": self._started_at,
+                "at": iso(utcnow()),
+                "counters": dict(self.counters),
+            }
+        )
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            if self.client.connected:
+                body = self._presence_body("online")
+                with contextlib.suppress(MqttLinkError):
+                    self.client.publish(self._presence, body, qos=1, retain=True)
+
+    async def _will(self) -> Will:
+        return Will(self._presence, self._presence_body("offline"), qos=1, retain=True)
+
+    async def _born(self) -> None:
+        self.client.publish(self._presence, self._presence_body("online"), qos=1, retain=True)
+
+    def _received(self, msg: Message) -> None:
+        """paho callback: sort by leaf into bounded queues, never block."""
+        addr = parse_gateway_topic(self._prefix, msg.topic)
+        leaf = addr.leaf if addr is not None else ""
+        try:
+            if addr is not None and leaf == "events":
+                self._events.put_nowait(Incoming(addr.store_id, addr.gateway_id, msg.payload))
+            elif leaf == "lookup":
+                self._lookups.put_nowait(msg)
+            elif leaf in ("state", "health", "alerts"):
+                self._fleet_msgs.put_nowait(msg)
+            else:
+                self.counters["foreign_messages"] += 1
+        except asyncio.QueueFull:
+            self.counters[f"dropped_{leaf}"] += 1  # gateways send events again; look-ups time out
+
+    def _ack(self, ack: AckOut) -> None:
+        topic = GatewayTopics(self._prefix, ack.store_id, ack.gateway_id).acks
+        try:
+            self.client.publish(topic, dumps(ack.body), qos=1)
+            self.counters[f"acks_{ack.body['status']}"] += 1
+        except MqttLinkError:
+            self.counters["acks_lost"] += 1  # the gateway sends the event again
+
+    # ---- events --------------------------------------------------------------------
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            batch = [await self._events.get()]
+            while len(batch) < self.settings.batch_max and not self._events.empty():
+                batch.append(self._events.get_nowait())
+            try:
+                result = await self.store.run(partial(hq_store.ingest, items=batch))
+            except sqlite3.Error as exc:
+                self.counters["storage_errors"] += 1
+                log.error(
+                    "could not record %d events (they will be sent again): %s", len(batch), exc
+                )
+                continue
+            self.counters["events_new"] += result.new_events
+            self.counters["events_duplicate"] += result.duplicates
+            for problem in result.malformed:
+                self.counters["malformed_messages"] += 1
+                log.warning("ignored a malformed event from %s", problem)
+            for stream in result.gaps_opened:
+                log.info(
+                    "seq gap opened for %s (events arrive out of order or are missing)", stream
+                )
+            for ack in result.acks:
+                self._ack(ack)
+            for return_id in result.new_refunds:
+                self._settle.put_nowait(return_id)
+
+    # ---- refunds -------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            return_id = await self._settle.get()
+            try:
+                await self._settle_one(return_id)
+            except sqlite3.Error as exc:
+                self.counters["storage_errors"] += 1
+                log.error("could not settle %s now: %s", return_id, exc)
+                self._retry(return_id, 1)
+
+    async def _settle_one(self, return_id: str) -> None:
+        row = await self.store.run(partial(hq_store.refund_request, return_id=return_id))
+        if row is None or row["status"] != "received":
+            return
+        request = RefundRequest.from_row(row)
+        try:
+            decision = await self._processor.refund(request)
+            erp_ref = await self._erp.post(request, decision)
+        except ProcessorUnavailable as exc:
+            self.counters["processor_unavailable"] += 1
+            log.warning("processor unavailable for %s: %s", return_id, exc)
+            await self.store.run(partial(hq_store.note_attempt, return_id=return_id))
+            self._retry(return_id, int(row["attempts"]) + 1)
+            return
+        except Exception:  # supervisor point: a processor/ERP plug-in bug must not stop HQ
+            self.counters["processor_errors"] += 1
+            log.exception("processor or ERP failed on %s; trying again later", return_id)
+            self._retry(return_id, int(row["attempts"]) + 1)
+            return
+        self._decided.put_nowait(
+            Decided(return_id, decision.status, decision.processor_ref, erp_ref, decision.reason)
+        )
+
+    async def _decision_loop(self) -> None:
+        """Record outcomes in batches (one fsync for many), then ack each."""
+        while True:
+            batch = [await self._decided.get()]
+            while not self._decided.empty():
+                batch.append(self._decided.get_nowait())
+            try:
+                acks = await self.store.run(partial(hq_store.record_decisions, decided=batch))
+            except sqlite3.Error as exc:
+                self.counters["storage_errors"] += 1
+                log.error("could not record %d outcomes; deciding again: %s", len(batch), exc)
+                for item in batch:
+                    self._retry(item.return_id, 1)
+                continue
+            for ack in acks:
+                self.counters[f"refunds_{ack.body['status']}"] += 1
+                self._ack(ack)
+
+    def _retry(self, return_id: str, attempts: int) -> None:
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
+        backoff.failures = max(0, attempts - 1)
+        delay = backoff.next_delay()
+        old = self._retries.pop(return_id, None)
+        if old is not None:
+            old.cancel()
+
+        def again() -> None:
+            self._retries.pop(return_id, None)
+            self._settle.put_nowait(return_id)
+
+        self._retries[return_id] = asyncio.get_running_loop().call_later(delay, again)
+
+    # ---- look-ups --------------------------------------------------------------------
+
+    async def _lookup_loop(self) -> None:
+        while True:
+            msg = await self._lookups.get()
+            try:
+                await self._answer(msg)
+            except Malformed as exc:
+                self.counters["malformed_messages"] += 1
+                log.warning("ignored a malformed look-up on %s: %s", msg.topic, exc)
+            except sqlite3.Error as exc:
+                self.counters["storage_errors"] += 1
+                log.error("look-up failed: %s", exc)
+
+    async def _answer(self, msg: Message) -> None:
+        addr = parse_gateway_topic(self._prefix, msg.topic)
+        assert addr is not None
+        request = parse(LookupMsg, msg.payload)
+        reply_to = msg.response_topic or request.reply_to
+        base = GatewayTopics(self._prefix, addr.store_id, addr.gateway_id).base
+        if not reply_to.startswith(base + "/"):
+            raise Malformed(f"reply topic {reply_to!r} is not the asking gateway's")
+        sale = await self.store.run(partial(hq_store.find_order, code=request.code))
+        self.counters["lookups_found" if sale else "lookups_not_found"] += 1
+        body = {"request_id": request.request_id, "found": sale is not None, "sale": sale}
+        try:
+            self.client.publish(
+                reply_to,
+                dumps(body),
+                qos=1,
+                correlation=msg.correlation or request.request_id.encode(),
+            )
+        except MqttLinkError:
+            self.counters["lookups_lost"] += 1
+
+    # ---- fleet -----------------------------------------------------------------------
+
+    async def _fleet_loop(self) -> None:
+        while True:
+            msgs = [await self._fleet_msgs.get()]
+            while not self._fleet_msgs.empty():
+                msgs.append(self._fleet_msgs.get_nowait())
+            now = time.time()
+            changed: set[tuple[str, str]] = set()
+            alerts: list[tuple[str, str, bytes]] = []
+            for msg in msgs:
+                try:
+                    addr = self.fleet.apply(msg, now)
+                except Malformed as exc:
+                    self.counters["malformed_messages"] += 1
+                    log.warning("ignored a malformed fleet message on %s: %s", msg.topic, exc)
+                    continue
+                changed.add((addr.store_id, addr.gateway_id))
+                if addr.leaf == "alerts":
+                    alerts.append((addr.store_id, addr.gateway_id, msg.payload))
+                    log.warning(
+                        "alert from %s/%s: %s", addr.store_id, addr.gateway_id, msg.payload[:300]
+                    )
+            views = [v for k in changed if (v := self.fleet.get(*k)) is not None]
+            try:
+                await self.store.run(partial(save_fleet, views=views, alerts=alerts))
+            except sqlite3.Error as exc:
+                self.counters["storage_errors"] += 1
+                log.error("could not save the fleet view: %s", exc)
+
+    async def _gap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GAP_CHECK_S)
+            try:
+                streams = await self.store.run(hq_store.streams)
+            except sqlite3.Error as exc:
+                log.error("could not read streams: %s", exc)
+                continue
+            for s in streams:
+                name = f"{s['store_id']}/{s['gateway_id']}"
+                if s["gap"] is None:
+                    self._reported_gaps.discard(name)
+                elif name not in self._reported_gaps and s["gap_since"] is not None:
+                    self._reported_gaps.add(name)
+                    log.warning(
+                        "gateway %s: events after seq %d are missing (seen up to %d) since %s",
+                        name,
+                        s["gap"]["after"],
+                        s["gap"]["up_to"],
+                        s["gap_since"],
+                    )

@@ -1,0 +1,1 @@
+"""The HQ link over MQTT: relay, health, alerts, commands, order look-up."""

@@ -1,0 +1,128 @@
+"""Commands HQ sends on `cmd/{name}`; each result goes to `cmd-result`.
+
+The set is small on purpose: what an HQ operator needs to diagnose or repair the link
+without a shell on the store's machine. Commands run one at a time in their own task, so a
+slow one never holds up acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from edge import __version__
+from edge.errors import MqttLinkError, StorageError
+from edge.hqlink.alerts import Alerts
+from edge.hqlink.health import HealthReporter
+from edge.hqlink.mqtt import Message, MqttClient
+from edge.hqlink.payloads import CommandMsg, Malformed, dumps, parse
+from edge.hqlink.relay import Relay
+from edge.ledger import hq_sync
+from edge.ledger.ledger import Ledger
+from edge.ledger.timefmt import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 64
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class CommandFailed(Exception):
+    """A command's arguments or action failed; its message goes back to HQ."""
+
+
+class Commands:
+    def __init__(
+        self,
+        *,
+        client: MqttClient,
+        result_topic: str,
+        ledger: Ledger,
+        relay: Relay,
+        health: HealthReporter,
+        alerts: Alerts,
+        errors: Counter[str],
+    ) -> None:
+        self._client = client
+        self._result_topic = result_topic
+        self._ledger = ledger
+        self._relay = relay
+        self._health = health
+        self._alerts = alerts
+        self._errors = errors
+        self._queue: asyncio.Queue[tuple[str, CommandMsg, bytes | None]] = asyncio.Queue(
+            maxsize=QUEUE_MAX
+        )
+        self._handlers: dict[str, Handler] = {
+            "ping": self._ping,
+            "health": self._publish_health,
+            "alerts": self._list_alerts,
+            "replay": self._replay,
+            "prune": self._prune,
+        }
+
+    def submit(self, name: str, msg: Message) -> None:
+        """Validate and queue one command; raises Malformed for a bad payload."""
+        cmd = parse(CommandMsg, msg.payload)
+        try:
+            self._queue.put_nowait((name, cmd, msg.correlation))
+        except asyncio.QueueFull:
+            self._errors["commands_dropped"] += 1
+            log.warning("command %s dropped: %d commands already queued", name, QUEUE_MAX)
+
+    async def run(self) -> None:
+        while True:
+            name, cmd, correlation = await self._queue.get()
+            result: dict[str, Any] = {"request_id": cmd.request_id, "command": name}
+            handler = self._handlers.get(name)
+            if handler is None:
+                result.update(ok=False, error=f"unknown command {name!r}")
+            else:
+                try:
+                    result.update(ok=True, result=await handler(cmd.args))
+                except (CommandFailed, StorageError, MqttLinkError) as exc:
+                    result.update(ok=False, error=str(exc))
+            result["at"] = iso(utcnow())
+            log.info("command %s (%s): ok=%s", name, cmd.request_id, result["ok"])
+            try:
+                self._client.publish(
+                    self._result_topic, dumps(result), qos=1, correlation=correlation
+                )
+            except MqttLinkError:
+                log.warning("the result of command %s was lost with the connection", name)
+
+    async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "version": __version__}
+
+    async def _publish_health(self, args: dict[str, Any]) -> dict[str, Any]:
+        health = await self._health.publish_once()
+        if health is None:
+            raise CommandFailed("health could not be read from the ledger")
+        return health
+
+    async def _list_alerts(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"open": self._alerts.open()}
+
+    async def _replay(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Send acked events again from `from_seq` on (HQ lost them, e.g. a restore)."""
+        from_seq = args.get("from_seq")
+        if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
+            raise CommandFailed("replay needs an integer from_seq >= 1")
+        count, first = await self._ledger.write(lambda c: hq_sync.replay_from(c, from_seq))
+        self._relay.rescan()
+        return {"replayed": count, "first_seq_held": first}
+
+    async def _prune(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pruned": await self._relay.prune()}
+
+
+def command_name(topic: str, base: str) -> str:
+    """`{base}/cmd/{name}` -> name; raises Malformed for a deeper or empty name."""
+    name = topic[len(base) + len("/cmd/") :]
+    if not name or "/" in name:
+        raise Malformed(f"not a command topic: {topic}")
+    return name

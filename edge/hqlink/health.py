@@ -1,0 +1,166 @@
+"""The retained `health` message: what a fleet operator needs to judge one store at a glance.
+
+Published every `health_interval_s` (and on connect and on request), QoS 0 and retained, so
+the newest is what anyone subscribing later sees. The same pass raises or clears the
+outbox high-water alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge.bus import EventBus
+from edge.errors import MqttLinkError, StorageError
+from edge.events import DeviceStatusEvent
+from edge.hqlink.alerts import Alerts
+from edge.hqlink.mqtt import MqttClient
+from edge.hqlink.payloads import dumps
+from edge.hqlink.relay import Relay
+from edge.hqlink.settings import HqSettings
+from edge.ledger import hq_sync
+from edge.ledger.ledger import Ledger
+from edge.ledger.timefmt import iso, parse_iso, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class DeviceStates:
+    """The last status of every device, from the bus."""
+
+    def __init__(self) -> None:
+        self._devices: dict[str, dict[str, Any]] = {}
+
+    def attach(self, bus: EventBus) -> Callable[[], None]:
+        return bus.subscribe(DeviceStatusEvent, self._update)
+
+    def _update(self, event: DeviceStatusEvent) -> None:
+        self._devices[event.device] = {
+            "kind": event.kind,
+            "lane": event.lane,
+            "state": event.state,
+            "detail": event.detail,
+            "at": iso(event.at),
+        }
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return dict(self._devices)
+
+
+class HealthReporter:
+    def __init__(
+        self,
+        *,
+        client: MqttClient,
+        topic: str,
+        settings: HqSettings,
+        ledger: Ledger,
+        relay: Relay,
+        alerts: Alerts,
+        errors: Counter[str],
+        devices: DeviceStates,
+        link_state: Callable[[], str],
+        data_dir: Path,
+        version: str,
+    ) -> None:
+        self._client = client
+        self._topic = topic
+        self._settings = settings
+        self._ledger = ledger
+        self._relay = relay
+        self._alerts = alerts
+        self._errors = errors
+        self._devices = devices
+        self._link_state = link_state
+        self._data_dir = data_dir
+        self._version = version
+        self.published = 0
+
+    async def run(self) -> None:
+        while True:
+            await self.publish_once()
+            await asyncio.sleep(self._settings.health_interval_s)
+
+    async def publish_once(self) -> dict[str, Any] | None:
+        try:
+            health = await self.snapshot()
+        except StorageError as exc:
+            self._errors["storage_errors"] += 1
+            log.error("health: cannot read the ledger: %s", exc)
+            return None
+        try:
+            self._client.publish(self._topic, dumps(health), qos=0, retain=True)
+        except MqttLinkError:
+            return health  # retained health is refreshed on the next connect
+        self.published += 1
+        return health
+
+    async def snapshot(self) -> dict[str, Any]:
+        now = utcnow()
+        today = iso(datetime(now.year, now.month, now.day, tzinfo=UTC))
+        stats = await self._ledger.read(lambda c: hq_sync.link_stats(c, today))
+        box = stats.outbox
+        self._check_high_water(box.pending)
+        oldest_age = None
+        if box.oldest_pending_at is not None:
+            oldest_age = round((now - parse_iso(box.oldest_pending_at)).total_seconds(), 1)
+        disk = shutil.disk_usage(self._data_dir)
+        db = self._ledger.path
+        db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+        relay = self._relay
+        return {
+            "at": iso(now),
+            "version": self._version,
+            "link": {
+                "state": self._link_state(),
+                "protocol": self._client.protocol,
+                "connected_since": _stamp(self._client.connected_since),
+            },
+            "outbox": {
+                "pending": box.pending,
+                "oldest_pending_age_s": oldest_age,
+                "last_seq": box.last_seq,
+                "in_flight": relay.in_flight,
+                "high_water": self._settings.outbox_high_water,
+            },
+            "last_hq_ack_at": _stamp(relay.last_ack_at) or box.last_acked_at,
+            "relay": {
+                "published": relay.published,
+                "resent": relay.resent,
+                "acked": relay.acked,
+                "followups": relay.followups,
+            },
+            "refunds_today": stats.refunds_today,
+            "refunds_awaiting_hq": stats.pending_refunds,
+            "devices": self._devices.snapshot(),
+            "disk_free_bytes": disk.free,
+            "db_bytes": db_bytes,
+            "errors": dict(self._errors),
+            "alerts_open": self._alerts.open(),
+            "uptime_s": round(time.monotonic() - _STARTED, 1),
+        }
+
+    def _check_high_water(self, pending: int) -> None:
+        mark = self._settings.outbox_high_water
+        if pending > mark:
+            self._alerts.raise_(
+                "outbox-high-water",
+                "warning",
+                f"{pending} events wait for HQ (high-water mark {mark}); none is dropped",
+            )
+        elif pending <= mark * 0.9:
+            self._alerts.clear("outbox-high-water")
+
+
+_STARTED = time.monotonic()
+
+
+def _stamp(epoch: float | None) -> str | None:
+    return None if epoch is None else iso(datetime.fromtimestamp(epoch, UTC))

@@ -1,0 +1,323 @@
+"""The broker connection as a resource: connect, keep connected, back off, close gracefully.
+
+`run()` is the reconnect supervisor (its owner runs it as a task); the client itself is an
+async context manager, so the composition root closes it after the LAN listener stopped,
+with last words (e.g. the retained `offline` state) confirmed by the broker before the
+DISCONNECT. MQTT 5 is tried first; a broker that refuses it gets MQTT 3.1.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.errors import MqttLinkError
+from edge.hqlink.backoff import Backoff
+from edge.hqlink.session import Message, MessageHandler, Session
+from edge.hqlink.settings import BrokerSettings, TlsSettings
+
+log = logging.getLogger(__name__)
+
+UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes of 3.1.1 and 5 for "unsupported version"
+CLOSE_GRACE_S = 2.0
+
+__all__ = ["Message", "MqttClient", "Outgoing", "Will", "tls_context"]
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+class _Unsupported(MqttLinkError):
+    """The broker does not speak the protocol version offered."""
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Verify the broker (system CAs or `ca_file`), TLS 1.2 at least, optional client cert."""
+    ctx = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
+    )
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file is not None and tls.key_file is not None:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return ctx
+
+
+class MqttClient:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        client_id: str,
+        *,
+        name: str,
+        on_message: MessageHandler,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        prepare: Callable[[], Awaitable[Will | None]] | None = None,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+        on_disconnect: Callable[[str], None] | None = None,
+        max_inflight: int = 1000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._broker = broker
+        self._client_id = client_id
+        self._name = name
+        self._on_message = on_message
+        self._subscriptions = list(subscriptions)
+        self._prepare = prepare
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._max_inflight = max_inflight
+        self._backoff = Backoff(broker.backoff_initial_s, broker.backoff_max_s, rng)
+        self._protocol = "5" if broker.protocol in ("auto", "5") else "3.1.1"
+        self._session: Session | None = None
+        self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self._disconnected.set()
+        self._closing = False
+        self.generation = 0
+        self.state = "connecting"
+        self.last_error = ""
+        self.connected_since: float | None = None
+
+    # ---- what owners use ---------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def wait_disconnected(self) -> None:
+        await self._disconnected.wait()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> int:
+        """Hand one message to the connection; raises MqttLinkError when not connected."""
+        session = self._session
+        if session is None:
+            raise MqttLinkError("not connected to the broker")
+        props = None
+        if self._protocol == "5" and (response_topic or correlation):
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation:
+                props.CorrelationData = correlation
+        return session.publish(topic, payload, qos, retain, props)
+
+    async def __aenter__(self) -> MqttClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self, goodbye: Sequence[Outgoing] = ()) -> None:
+        """Say `goodbye` (confirmed), DISCONNECT so the Will is not sent, drop the socket."""
+        self._closing = True
+        session, self._session = self._session, None
+        self._connected.clear()
+        self._disconnected.set()
+        if session is None:
+            return
+        try:
+            for msg in goodbye:
+                mid = session.publish(msg.topic, msg.payload, msg.qos, msg.retain, None)
+                if msg.qos:
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        await session.confirm(mid)
+            session.disconnect()
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await asyncio.shield(session.closed)
+        except (MqttLinkError, TimeoutError) as exc:
+            log.warning("%s: closing without a clean goodbye: %s", self._name, exc)
+        finally:
+            session.close()
+            await session.wait_closed()
+        self.state = "closed"
+
+    async def abort(self) -> None:
+        """Drop the connection without a DISCONNECT, as a crash would: the broker sends the
+        Will. For fault drills and simulations."""
+        self._closing = True
+        session, self._session = self._session, None
+        self._connected.clear()
+        self._disconnected.set()
+        if session is not None:
+            session.close()
+            await session.wait_closed()
+        self.state = "closed"
+
+    async def run(self) -> None:
+        """Connect, serve until the connection drops, back off with jitter, repeat."""
+        while not self._closing:
+            try:
+                session = await self._open()
+            except MqttLinkError as exc:
+                self._offline(str(exc))
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            started = time.monotonic()
+            reason = await asyncio.shield(session.closed)
+            if self._session is session:
+                self._session = None
+                self._connected.clear()
+                session.close()
+                await session.wait_closed()
+                self._offline(f"connection lost ({reason})")
+            if time.monotonic() - started >= self._broker.stable_after_s:
+                self._backoff.reset()
+            await asyncio.sleep(self._backoff.next_delay())
+
+    # ---- connecting --------------------------------------------------------------
+
+    def _offline(self, reason: str) -> None:
+        self._disconnected.set()
+        if self.state != f"offline: {reason}":
+            log.warning("%s: broker offline: %s", self._name, reason)
+        self.state = f"offline: {reason}"
+        self.last_error = reason
+        self.connected_since = None
+        if self._on_disconnect is not None:
+            self._on_disconnect(reason)
+
+    async def _open(self) -> Session:
+        will = await self._prepare() if self._prepare is not None else None
+        try:
+            session = await self._connect(self._protocol, will)
+        except _Unsupported:
+            if self._broker.protocol != "auto" or self._protocol == "3.1.1":
+                raise
+            log.warning("%s: the broker refused MQTT 5; using MQTT 3.1.1", self._name)
+            self._protocol = "3.1.1"
+            session = await self._connect(self._protocol, will)
+        self._session = session
+        self.generation += 1
+        self.state = "connected"
+        self.connected_since = time.time()
+        self._disconnected.clear()
+        self._connected.set()
+        log.info(
+            "%s: connected to %s:%s (MQTT %s)",
+            self._name,
+            self._broker.host,
+            self._broker.port,
+            self._protocol,
+        )
+        if self._on_connect is not None:
+            try:
+                await self._on_connect()
+            except MqttLinkError as exc:
+                log.warning("%s: connect hook failed: %s", self._name, exc)
+        return session
+
+    def _new_client(self, protocol: str, will: Will | None) -> Any:
+        v5 = protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.max_inflight_messages_set(self._max_inflight)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = self._broker.connect_timeout_s
+        if self._broker.username is not None:
+            password = self._broker.password
+            client.username_pw_set(
+                self._broker.username, password.get_secret_value() if password else None
+            )
+        if will is not None:
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        return client
+
+    async def _connect(self, protocol: str, will: Will | None) -> Session:
+        loop = asyncio.get_running_loop()
+        client = self._new_client(protocol, will)
+        session = Session(loop, client, self._on_message, self._name)
+        broker = self._broker
+
+        def blocking_connect() -> None:
+            if broker.tls.enabled:
+                client.tls_set_context(tls_context(broker.tls))
+            kwargs: dict[str, Any] = {"clean_start": True} if protocol == "5" else {}
+            client.connect(broker.host, broker.port, broker.keepalive_s, **kwargs)
+
+        pending = loop.run_in_executor(None, blocking_connect)
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            pending.add_done_callback(lambda _f: session.close())
+            raise
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            session.close()
+            raise MqttLinkError(f"cannot reach {broker.host}:{broker.port}: {exc}") from None
+        try:
+            async with asyncio.timeout(broker.connect_timeout_s):
+                code, reason = await asyncio.shield(session.connack)
+            if code in UNSUPPORTED_PROTOCOL:
+                raise _Unsupported(f"broker refused MQTT {protocol}: {reason}")
+            if code >= 128:
+                raise MqttLinkError(f"broker refused the connection: {reason}")
+            await self._subscribe(session)
+        except TimeoutError:
+            session.close()
+            raise MqttLinkError("no CONNACK/SUBACK from the broker in time") from None
+        except MqttLinkError as exc:
+            session.close()
+            if protocol == "5" and "before CONNACK" in str(exc):
+                raise _Unsupported(str(exc)) from None
+            raise
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    async def _subscribe(self, session: Session) -> None:
+        if not self._subscriptions:
+            return
+        granted = await session.subscribe(self._subscriptions)
+        for (topic, _qos), code in zip(self._subscriptions, granted, strict=False):
+            if code >= 128:
+                log.error("%s: broker refused subscription %s (%s)", self._name, topic, code)

@@ -1,0 +1,93 @@
+"""Payload models of the MQTT contract, for both ends (the gateway and the HQ service).
+
+Every incoming payload is validated before anything acts on it; unknown fields are
+ignored so either side may add fields (the contract changes only by adding), while a
+missing or mistyped field makes the message malformed: logged, counted, ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+AckStatus = Literal["accepted", "settled", "declined", "rejected"]
+Severity = Literal["info", "warning", "critical"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Malformed(ValueError):
+    """A payload that is not JSON or does not match its model."""
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AckMsg(_In):
+    event_id: str = Field(pattern=ULID_PATTERN)
+    status: AckStatus
+    return_id: str | None = Field(None, max_length=128)
+    processor_ref: str | None = Field(None, max_length=256)
+    erp_ref: str | None = Field(None, max_length=256)
+    reason: str | None = Field(None, max_length=1024)
+
+
+class CommandMsg(_In):
+    request_id: str = Field(min_length=1, max_length=128)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class LookupMsg(_In):
+    request_id: str = Field(min_length=1, max_length=128)
+    code: str = Field(min_length=1, max_length=256)
+    reply_to: str = Field(min_length=1, max_length=512)
+
+
+class LookupReplyMsg(_In):
+    request_id: str = Field(min_length=1, max_length=128)
+    found: bool
+    sale: dict[str, Any] | None = None
+
+
+class PresenceMsg(_In):
+    state: Literal["online", "offline"]
+    instance: str | None = None
+
+
+class StateMsg(_In):
+    state: Literal["online", "offline"]
+    bd_seq: int | None = None
+    version: str | None = None
+    started_at: datetime | None = None
+
+
+class AlertMsg(_In):
+    alert: str = Field(min_length=1, max_length=128)
+    severity: Severity
+    detail: str = Field("", max_length=4096)
+    at: datetime
+    state: Literal["raised", "cleared"] = "raised"
+
+
+def parse(model: type[M], payload: bytes) -> M:
+    """Decode and validate one payload; raises Malformed (never anything else)."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Malformed(f"not JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(payload)"
+        raise Malformed(f"{where}: {first['msg']}") from None
+
+
+def dumps(data: Any) -> bytes:
+    """Compact JSON, the one encoding on the wire."""
+    return json.dumps(data, separators=(",", ":"), default=str).encode()

@@ -1,0 +1,312 @@
+"""The outbox relay: pending events to HQ in seq order, done only when HQ acks them.
+
+A bounded window of events is in flight at a time (paho slows down past about a hundred
+unacknowledged messages). An event leaves the window on HQ's ack, or is sent again with the
+same event_id once `ack_timeout_s` passed. Acks are written in batches through the ledger's
+single writer. Outbox rows are the truth and the window is only a cache of them: on any
+doubt (a new connection, a failed ack write, a replay) the relay forgets the window and
+starts again from the first pending event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from pydantic import ValidationError
+
+from edge.bus import EventBus
+from edge.domain.envelope import EventEnvelope
+from edge.errors import MqttLinkError, StorageError
+from edge.events import OutboxAppended, RefundUpdated
+from edge.hqlink.alerts import Alerts
+from edge.hqlink.mqtt import MqttClient
+from edge.hqlink.settings import HqSettings
+from edge.ledger import hq_sync
+from edge.ledger.hq_sync import Ack, PendingEvent, Sent
+from edge.ledger.ledger import Ledger
+from edge.ledger.timefmt import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+ACK_BACKLOG_MAX = 20_000
+SENT_FLUSH_S = 1.0
+STORAGE_RETRY_S = 1.0
+PRUNE_BATCH = 5_000
+
+
+@dataclass
+class _Flight:
+    seq: int
+    payload: bytes
+    first_sent: float
+    sent_at: float
+
+
+class Relay:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: MqttClient,
+        topic: str,
+        settings: HqSettings,
+        alerts: Alerts,
+        errors: Counter[str],
+        bus: EventBus,
+        may_send: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._ledger = ledger
+        self._may_send = may_send
+        self._client = client
+        self._topic = topic
+        self._settings = settings
+        self._alerts = alerts
+        self._errors = errors
+        self._bus = bus
+        self._inflight: dict[str, _Flight] = {}
+        self._cursor = 0
+        self._generation = -1
+        self._maybe_more = True
+        self._wake = asyncio.Event()
+        self._acks: list[Ack] = []
+        self._sent: dict[str, Sent] = {}
+        self._ack_wake = asyncio.Event()
+        self._skipped: set[int] = set()
+        self.last_ack_at: float | None = None
+        self.published = 0
+        self.resent = 0
+        self.acked = 0
+        self.followups = 0
+
+    # ---- fed by the link ---------------------------------------------------------
+
+    def on_ack(self, ack: Ack) -> None:
+        """HQ acked an event: free its window slot now, record it in the next batch."""
+        self.last_ack_at = time.time()
+        if len(self._acks) >= ACK_BACKLOG_MAX:
+            self._errors["ack_backlog_full"] += 1
+            return  # still in the window, so it is sent again and HQ acks it again
+        if self._inflight.pop(ack.event_id, None) is not None:
+            self._wake.set()
+        self._acks.append(ack)
+        self._ack_wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def rescan(self) -> None:
+        """Forget the window; the next fill starts again at the first pending event."""
+        self._inflight.clear()
+        self._cursor = 0
+        self._maybe_more = True
+        self._wake.set()
+
+    def unacked_for(self) -> float:
+        """How long the oldest event in the window has waited for HQ (0 if none)."""
+        if not self._inflight:
+            return 0.0
+        return time.monotonic() - min(f.first_sent for f in self._inflight.values())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # ---- loops -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        unsubscribe = self._bus.subscribe(OutboxAppended, self._appended)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._publish_loop(), name="hq-relay-publish")
+                tg.create_task(self._ack_loop(), name="hq-relay-acks")
+                tg.create_task(self._maintenance_loop(), name="hq-relay-maintenance")
+        finally:
+            unsubscribe()
+
+    def _appended(self, event: OutboxAppended) -> None:
+        if event.last_seq > self._cursor:
+            self._maybe_more = True
+            self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            await self._client.wait_connected()
+            if self._client.generation != self._generation:
+                self._generation = self._client.generation
+                self.rescan()
+                self._wake.clear()
+            if not self._may_send():  # no HQ to hear it: keep it in the outbox for now
+                await self._wake.wait()
+                continue
+            try:
+                await self._fill()
+                self._resend_expired()
+            except MqttLinkError:
+                continue  # the connection dropped; wait for the next one
+            except StorageError as exc:
+                self._errors["storage_errors"] += 1
+                log.error("relay cannot read the outbox: %s", exc)
+                await asyncio.sleep(STORAGE_RETRY_S)
+                continue
+            await self._idle()
+
+    def _has_room(self) -> bool:
+        return len(self._inflight) < self._settings.window and len(self._acks) < ACK_BACKLOG_MAX
+
+    async def _fill(self) -> None:
+        while self._maybe_more and self._has_room() and self._client.connected:
+            room = self._settings.window - len(self._inflight)
+            after, generation = self._cursor, self._generation
+            fetch = partial(hq_sync.fetch_pending, after_seq=after, limit=room)
+            rows = await self._ledger.read(fetch)
+            if generation != self._client.generation or after != self._cursor:
+                return  # reconnected or rescanned meanwhile; the loop starts over
+            self._maybe_more = len(rows) == room
+            now = time.monotonic()
+            for row in rows:
+                self._cursor = row.seq
+                payload = self._checked(row)
+                if payload is None or row.event_id in self._inflight:
+                    continue
+                self._client.publish(self._topic, payload, qos=1)
+                self._inflight[row.event_id] = _Flight(row.seq, payload, now, now)
+                self._note_sent(row.event_id)
+                self.published += 1
+
+    def _checked(self, row: PendingEvent) -> bytes | None:
+        """The stored envelope if it still passes the schema; else alert and skip (kept)."""
+        try:
+            envelope = EventEnvelope.model_validate_json(row.envelope)
+            if envelope.seq != row.seq or envelope.event_id != row.event_id:
+                msg = "envelope seq/event_id differ from the outbox row"
+                raise ValueError(msg)
+        except (ValidationError, ValueError) as exc:
+            if row.seq not in self._skipped:
+                self._skipped.add(row.seq)
+                self._errors["invalid_events"] += 1
+                self._alerts.raise_(
+                    "event-invalid",
+                    "critical",
+                    f"outbox event seq {row.seq} ({row.event_id}) fails the envelope schema"
+                    f" and is kept unsent: {str(exc)[:300]}",
+                    subject=str(row.seq),
+                )
+            return None
+        return row.envelope.encode()
+
+    def _resend_expired(self) -> None:
+        now = time.monotonic()
+        due = now - self._settings.ack_timeout_s
+        while self._inflight:
+            event_id, flight = next(iter(self._inflight.items()))
+            if flight.sent_at > due:
+                return
+            self._client.publish(self._topic, flight.payload, qos=1)
+            del self._inflight[event_id]
+            flight.sent_at = now
+            self._inflight[event_id] = flight  # to the back: the window stays in send order
+            self._note_sent(event_id)
+            self.resent += 1
+
+    async def _idle(self) -> None:
+        if self._maybe_more and self._has_room():
+            return
+        timeout = None
+        if self._inflight:
+            first = next(iter(self._inflight.values()))
+            timeout = max(0.0, first.sent_at + self._settings.ack_timeout_s - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+
+    def _note_sent(self, event_id: str) -> None:
+        prior = self._sent.get(event_id)
+        self._sent[event_id] = Sent(event_id, (prior.times if prior else 0) + 1, iso(utcnow()))
+
+    async def _ack_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SENT_FLUSH_S if self._sent else None):
+                    await self._ack_wake.wait()
+            self._ack_wake.clear()
+            if not self._acks and not self._sent:
+                continue
+            acks, self._acks = self._acks, []
+            sent, self._sent = list(self._sent.values()), {}
+            try:
+                out = await self._ledger.write(
+                    partial(hq_sync.apply_acks, acks=acks, sent=sent, at=utcnow())
+                )
+            except StorageError as exc:
+                self._errors["storage_errors"] += 1
+                log.error("could not record %d HQ ack(s); sending again: %s", len(acks), exc)
+                self.rescan()
+                continue
+            self.acked += out.newly_acked
+            self._wake.set()
+            for view in out.refunds:
+                self._bus.publish(
+                    RefundUpdated(
+                        return_id=view["return_id"], status=view["status"], refund=view, at=utcnow()
+                    )
+                )
+            for event_id, reason in out.rejected:
+                self._errors["rejected_events"] += 1
+                self._alerts.raise_(
+                    "event-rejected", "warning", f"HQ rejected {event_id}: {reason}", event_id
+                )
+            for conflict in out.conflicts:
+                self._errors["ack_conflicts"] += 1
+                log.warning("%s", conflict)
+
+    async def _maintenance_loop(self) -> None:
+        tick = min(self._settings.settle_followup_s / 2, self._settings.prune_interval_s)
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                if self._client.connected:
+                    await self._follow_up()
+                if time.monotonic() - last_prune >= self._settings.prune_interval_s:
+                    last_prune = time.monotonic()
+                    await self.prune()
+            except StorageError as exc:
+                self._errors["storage_errors"] += 1
+                log.error("relay maintenance failed: %s", exc)
+            except MqttLinkError:
+                continue
+
+    async def _follow_up(self) -> None:
+        """Ask HQ again about refunds it accepted but has not decided for a while."""
+        cutoff = iso(utcnow() - timedelta(seconds=self._settings.settle_followup_s))
+        limit = self._settings.window
+        rows = await self._ledger.write(lambda c: hq_sync.due_settlements(c, cutoff, limit))
+        for row in rows:
+            payload = self._checked(row)
+            if payload is not None:
+                self._client.publish(self._topic, payload, qos=1)
+                self._note_sent(row.event_id)
+                self.followups += 1
+        if rows:
+            self._ack_wake.set()
+
+    async def prune(self) -> int:
+        """Delete acked events older than the retention period, in small transactions."""
+        cutoff = iso(utcnow() - timedelta(days=self._settings.acked_retention_days))
+        total = 0
+        while True:
+            n = await self._ledger.write(lambda c: hq_sync.prune_acked(c, cutoff, PRUNE_BATCH))
+            total += n
+            if n < PRUNE_BATCH:
+                break
+        if total:
+            log.info("pruned %d acked outbox events older than %s", total, cutoff)
+        return total
