@@ -12,12 +12,19 @@ import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+from edge import __version__
 from edge.api.auth import Authenticator, load_signing_key
-from edge.api.context import ApiContext, StandaloneLink
+from edge.api.context import ApiContext, HqLinkView, StandaloneLink
 from edge.api.metrics import ApiMetrics
+from edge.api.routes_events import EventsApi
 from edge.api.server import LanServer
 from edge.bus import EventBus
+from edge.devices.readers import DeviceReaders
 from edge.errors import StorageError
+from edge.hqlink.link import HqLink
+from edge.lanes.approvals import ApprovalGrants, BadgeApprovals
+from edge.lanes.hub import LaneHub
+from edge.lanes.router import LaneRouter
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
 from edge.sd_notify import Notifier
@@ -40,17 +47,43 @@ async def run_gateway(
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(Ledger(settings.db_path, bus, origin))
         auth = Authenticator(ledger, load_signing_key(settings.data_dir), settings.lan.token_ttl_s)
+        link: HqLinkView = StandaloneLink()
+        hq: HqLink | None = None
+        if settings.hq.enabled:  # entered before the LAN listener, so it closes after it
+            hq = HqLink(
+                settings.hq, ledger=ledger, bus=bus, data_dir=settings.data_dir, version=__version__
+            )
+            link = await stack.enter_async_context(hq)
+        # Devices feed lanes; a badge tap becomes a single-use approval grant.
+        grants = ApprovalGrants(bus, settings.lanes.grant_ttl_s)
+
+        async def audit_badge(action: str, subject: str, detail: dict[str, object]) -> None:
+            await ledger.audit("badge-reader", action, subject, dict(detail))
+
+        badges = BadgeApprovals(grants, ledger.manager_for_badge, audit_badge)
+        lane_router = LaneRouter(bus, settings.lanes, badges)
+        device_readers = DeviceReaders(settings.devices, lane_router)
+        hub = LaneHub(bus, settings.lanes)
         ctx = ApiContext(
             settings=settings,
             ledger=ledger,
             auth=auth,
             bus=bus,
-            link=StandaloneLink(),
+            link=link,
             metrics=ApiMetrics(),
+            grants=grants,
+            extra_ready_checks=[lane_router.ready_check],
         )
         server = await stack.enter_async_context(
-            LanServer(ctx, settings.lan.bind, settings.lan.port)
+            LanServer(
+                ctx,
+                settings.lan.bind,
+                settings.lan.port,
+                extra=EventsApi(hub, ctx.principal).routes(),
+            )
         )
+        # Entered after the listener, so it closes first and WebSocket clients end at once.
+        await stack.enter_async_context(hub)
         log.info(
             "gateway %s/%s ready; ledger %s",
             settings.store_id,
@@ -60,11 +93,16 @@ async def run_gateway(
         notifier = notifier or Notifier.from_environment()
         notifier.ready(f"serving on port {server.port}")
         async with asyncio.TaskGroup() as tg:
-            housekeeping = tg.create_task(
-                _housekeeping(ledger, settings), name="ledger-housekeeping"
-            )
+            loops = [
+                tg.create_task(_housekeeping(ledger, settings), name="ledger-housekeeping"),
+                tg.create_task(device_readers.run(), name="devices"),
+                tg.create_task(lane_router.run(), name="lane-router"),
+            ]
+            if hq is not None:
+                loops.append(tg.create_task(hq.run(), name="hq-link"))
             await stop.wait()
-            housekeeping.cancel()
+            for task in loops:
+                task.cancel()
         notifier.stopping()
         log.info("stopping: finishing in-flight requests, then closing the ledger")
 

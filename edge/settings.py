@@ -29,8 +29,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge.devices.settings import DevicesSettings
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
+from edge.hqlink.settings import HqSettings
+from edge.lanes.settings import LanesSettings
 
 TenderType = Literal["card", "gift_card", "store_credit", "cash"]
 TENDER_TYPES: tuple[TenderType, ...] = ("card", "gift_card", "store_credit", "cash")
@@ -130,6 +133,9 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     managers: ManagerSettings = Field(default_factory=ManagerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    devices: DevicesSettings = Field(default_factory=DevicesSettings)
+    lanes: LanesSettings = Field(default_factory=LanesSettings)
+    hq: HqSettings = Field(default_factory=HqSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -18,10 +18,16 @@ from edge.ledger.timefmt import iso, utcnow
 async def approve(ctx: ApiContext, approval: ApprovalIn, actor: str, lane: str | None) -> str:
     """The approving manager's id; raises approval-required when the approval is not good."""
     if approval.grant is not None:
+        if lane is None:
+            raise ApprovalRequired(
+                "a badge grant approves refunds on its own lane: send register_id set to it",
+                "register_id",
+            )
         manager = ctx.grants.redeem(approval.grant, lane) if ctx.grants else None
         if manager is None:
             raise ApprovalRequired(
-                "the badge approval is unknown, already used or expired; tap the badge again",
+                f"the badge approval is unknown, already used, expired or not for {lane};"
+                " tap the badge again",
                 "approval.grant",
             )
         return manager

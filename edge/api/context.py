@@ -38,6 +38,8 @@ class HqLinkView(Protocol):
 class GrantRedeemer(Protocol):
     def redeem(self, grant: str, lane: str | None = None) -> str | None: ...
 
+    def restore(self, grant: str) -> None: ...
+
 
 @dataclass
 class ApiContext:

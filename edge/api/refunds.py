@@ -9,8 +9,9 @@ from edge.api.context import ApiContext, fingerprint, parse_model, read_json
 from edge.api.problems import ProblemError
 from edge.api.routes import READERS, WRITERS, Route
 from edge.api.schemas import RefundIn, RefundOut
-from edge.domain.errors import NotFound
+from edge.domain.errors import NotFound, PolicyViolation
 from edge.domain.money import parse_amount
+from edge.errors import StorageError
 from edge.ledger.refunds import LineRequest, RefundCommand, RefundOutcome
 
 REFUND_PROBLEMS = (
@@ -128,7 +129,13 @@ class RefundsApi:
             approved_by=approved_by,
             offline=not self.ctx.link.online,
         )
-        return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules())
+        try:
+            return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules())
+        except (PolicyViolation, StorageError):
+            # Refused or not written: a badge grant it used is still good for a retry.
+            if body.approval is not None and body.approval.grant and self.ctx.grants:
+                self.ctx.grants.restore(body.approval.grant)
+            raise
 
     async def get_refund(self, request: web.Request) -> web.Response:
         await self.ctx.principal(request, READERS)
