@@ -7,6 +7,9 @@ import json
 import random
 import signal
 import sqlite3
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +34,36 @@ async def token(http: aiohttp.ClientSession, base: str, creds: dict) -> str:
         return str((await r.json())["access_token"])
 
 
+@dataclass
+class Running:
+    """A started daemon with one register client and a 5,000-unit sale recorded."""
+
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    base: str
+    bearer: dict[str, str]
+    http: aiohttp.ClientSession
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, ready: ReadySocket) -> AsyncIterator[Running]:
+    port = free_port()
+    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path)
+    creds = add_client(env)
+    proc = start(env, tmp_path / "daemon.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(ready.wait_for, "READY=1")
+        async with aiohttp.ClientSession() as http:
+            bearer = {"Authorization": f"Bearer {await token(http, base, creds)}"}
+            async with http.post(f"{base}/v1/sales", json=many_units_sale(), headers=bearer) as r:
+                assert r.status == 201, await r.text()
+            yield Running(proc, env, base, bearer, http)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def many_units_sale() -> dict:
     body = sale(sale_id="S-KILL", order_discount="0")
     body["lines"][0].update(quantity=5000, unit_price="1.00", discount="0", tax="0")
@@ -39,46 +72,35 @@ def many_units_sale() -> dict:
 
 
 async def test_sigkill_while_refunds_are_written_leaves_each_whole_or_absent(
-    tmp_path: Path, ready: ReadySocket
+    tmp_path: Path, daemon: Running
 ) -> None:
-    port = free_port()
-    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path)
-    creds = add_client(env)
-    proc = start(env, tmp_path / "daemon.log")
     acknowledged: set[str] = set()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await asyncio.to_thread(ready.wait_for, "READY=1")
-        async with aiohttp.ClientSession() as http:
-            bearer = {"Authorization": f"Bearer {await token(http, base, creds)}"}
-            async with http.post(f"{base}/v1/sales", json=many_units_sale(), headers=bearer) as r:
-                assert r.status == 201, await r.text()
-            enough = asyncio.Event()
+    enough = asyncio.Event()
 
-            async def register(n: int) -> None:
-                for i in range(10_000):
-                    headers = {**bearer, "Idempotency-Key": f"w{n}-{i}"}
-                    body = {
-                        "sale_id": "S-KILL",
-                        "lines": [{"line_id": "1", "quantity": 1, "restock": i % 2 == 0}],
-                    }
-                    try:
-                        async with http.post(f"{base}/v1/refunds", json=body, headers=headers) as r:
-                            data = await r.json()
-                    except (aiohttp.ClientError, json.JSONDecodeError):
-                        return
-                    assert r.status == 201, data
-                    acknowledged.add(data["return_id"])
-                    if len(acknowledged) >= 150 + random.randrange(100):
-                        enough.set()
+    async def register(n: int) -> None:
+        for i in range(10_000):
+            headers = {**daemon.bearer, "Idempotency-Key": f"w{n}-{i}"}
+            body = {
+                "sale_id": "S-KILL",
+                "lines": [{"line_id": "1", "quantity": 1, "restock": i % 2 == 0}],
+            }
+            try:
+                async with daemon.http.post(
+                    f"{daemon.base}/v1/refunds", json=body, headers=headers
+                ) as r:
+                    data = await r.json()
+            except (aiohttp.ClientError, json.JSONDecodeError):
+                return
+            assert r.status == 201, data
+            acknowledged.add(data["return_id"])
+            if len(acknowledged) >= 150 + random.randrange(100):
+                enough.set()
 
-            tasks = [asyncio.create_task(register(n)) for n in range(8)]
-            await asyncio.wait_for(enough.wait(), 60)
-            proc.send_signal(signal.SIGKILL)
-            await asyncio.gather(*tasks)
-    finally:
-        proc.kill()
-        proc.wait()
+    tasks = [asyncio.create_task(register(n)) for n in range(8)]
+    await asyncio.wait_for(enough.wait(), 60)
+    daemon.proc.send_signal(signal.SIGKILL)
+    await asyncio.gather(*tasks)
+    env = daemon.env
     db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3")
     returns = {r[0] for r in db.execute("SELECT return_id FROM returns")}
     assert acknowledged <= returns, "every refund the register was told about is on disk"
@@ -114,35 +136,21 @@ async def test_sigkill_while_refunds_are_written_leaves_each_whole_or_absent(
 
 
 async def test_sigterm_finishes_in_flight_requests_and_closes_cleanly(
-    tmp_path: Path, ready: ReadySocket
+    tmp_path: Path, ready: ReadySocket, daemon: Running
 ) -> None:
-    port = free_port()
-    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path)
-    creds = add_client(env)
-    proc = start(env, tmp_path / "daemon.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await asyncio.to_thread(ready.wait_for, "READY=1")
-        async with aiohttp.ClientSession() as http:
-            bearer = {"Authorization": f"Bearer {await token(http, base, creds)}"}
-            async with http.post(f"{base}/v1/sales", json=many_units_sale(), headers=bearer) as r:
-                assert r.status == 201
+    async def one(i: int) -> int:
+        headers = {**daemon.bearer, "Idempotency-Key": f"t{i}"}
+        body = {"sale_id": "S-KILL", "lines": [{"line_id": "1", "quantity": 1}]}
+        async with daemon.http.post(f"{daemon.base}/v1/refunds", json=body, headers=headers) as r:
+            await r.read()
+            return r.status
 
-            async def one(i: int) -> int:
-                headers = {**bearer, "Idempotency-Key": f"t{i}"}
-                body = {"sale_id": "S-KILL", "lines": [{"line_id": "1", "quantity": 1}]}
-                async with http.post(f"{base}/v1/refunds", json=body, headers=headers) as r:
-                    await r.read()
-                    return r.status
-
-            pending = [asyncio.create_task(one(i)) for i in range(50)]
-            await asyncio.sleep(0)
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(ready.wait_for, "STOPPING=1")
-            statuses = await asyncio.gather(*pending, return_exceptions=True)
-        code = await asyncio.to_thread(proc.wait, 30)
-    finally:
-        proc.kill()
+    pending = [asyncio.create_task(one(i)) for i in range(50)]
+    await asyncio.sleep(0)
+    daemon.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(ready.wait_for, "STOPPING=1")
+    statuses = await asyncio.gather(*pending, return_exceptions=True)
+    code = await asyncio.to_thread(daemon.proc.wait, 30)
     assert code == 0
     done = [s for s in statuses if s == 201]
     db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3")
