@@ -23,15 +23,15 @@ from edge.api.sales import SalesApi
 log = logging.getLogger(__name__)
 
 
-def build_routes(ctx: ApiContext, extra: list[Route] | None = None) -> tuple[list[Route], OpsApi]:
+def build_routes(ctx: ApiContext, extra: list[Route] | None = None) -> list[Route]:
     ops = OpsApi(ctx)
     routes = SalesApi(ctx).routes() + RefundsApi(ctx).routes() + (extra or []) + ops.routes()
     ops.openapi = build_openapi([r for r in routes if r.path.startswith("/v1/")])
-    return routes, ops
+    return routes
 
 
 def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Application:
-    routes, _ = build_routes(ctx, extra)
+    routes = build_routes(ctx, extra)
 
     @web.middleware
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -48,10 +48,6 @@ class Ledger:
         self._writer = LedgerWriter(path)
         self._reader: aiosqlite.Connection | None = None
 
-    @property
-    def writer(self) -> LedgerWriter:
-        return self._writer
-
     async def __aenter__(self) -> Ledger:
         await self._stack.__aenter__()
         await self._stack.enter_async_context(self._writer)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from edge.domain.errors import SaleConflict
-from edge.domain.money import ZERO, fmt, from_minor, to_minor
+from edge.domain.money import fmt, from_minor, to_minor
 from edge.domain.refund import SaleState
 from edge.domain.sale import PricedLine, PricedSale
 from edge.domain.tenders import OriginalTender
@@ -279,7 +279,3 @@ def sale_view(conn: sqlite3.Connection, sale_id: str) -> dict[str, Any] | None:
         "recorded_at": sale["recorded_at"],
         "return_ids": return_ids,
     }
-
-
-def refunded_total(state: SaleState) -> Decimal:
-    return sum(state.refunded_by_tender.values(), ZERO)
