@@ -1,10 +1,13 @@
 """The gateway's HQ link: what the API sees (`online`, `state`, order look-up) and the loops
 behind it (broker connection, relay, health, commands).
 
-`online` means HQ can confirm refunds now: the broker connection is up, an HQ service
-announces itself (retained presence, with a Will), and HQ has not left an event unacked for
-longer than `ack_silence_s`. It drives the `offline` flag and the offline limits of
-refunds, and shows in /readyz, health and the logs (every change is logged).
+`online` means HQ can confirm refunds now, judged from what the public contract gives: the
+broker connection is up and, while events are pending, HQ has not left one unacked for longer
+than `ack_silence_s`. It drives the `offline` flag and the offline limits of refunds, and shows
+in /readyz, health and the logs (every change is logged). An HQ that announces itself (retained
+presence under `{prefix}/_hq/presence/+`) only refines this view when the gateway is set to
+`require_hq_presence`; events and look-ups never wait for it, so an HQ that implements only
+the contract's topics gets everything.
 """
 
 from __future__ import annotations
@@ -90,7 +93,6 @@ class HqLink:
             self.alerts,
             self.errors,
             bus,
-            may_send=self._hq_present,
         )
         self.devices = DeviceStates()
         self.health = HealthReporter(
@@ -120,7 +122,7 @@ class HqLink:
             topics,
             timeout_s=settings.lookup_timeout_s,
             cache_s=settings.lookup_cache_s,
-            available=self._hq_present,
+            available=lambda: self.client.connected,
             errors=self.errors,
         )
         self._orders = OrderJournal(ledger, bus)
@@ -131,7 +133,7 @@ class HqLink:
     def state(self) -> str:
         if not self.client.connected:
             return self.client.state
-        if not self._hq_present():
+        if self.settings.require_hq_presence and not self._hq_present():
             return "offline: no HQ service online"
         waited = self.relay.unacked_for()
         if waited > self.settings.ack_silence_s:
@@ -221,9 +223,8 @@ class HqLink:
         self._presence.clear()  # the retained presence comes again with the next SUBACK
 
     def _hq_present(self) -> bool:
-        if not self.client.connected:
-            return False
-        return not self.settings.require_hq_presence or "online" in self._presence.values()
+        """Whether an HQ instance announces itself now (a refinement, never a requirement)."""
+        return self.client.connected and "online" in self._presence.values()
 
     # ---- incoming ----------------------------------------------------------------
 

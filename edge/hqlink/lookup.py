@@ -2,7 +2,8 @@
 
 The request goes to `lookup` with the reply topic in the payload (and, on MQTT 5, as the
 Response Topic with the request id as Correlation Data); HQ answers on `lookup-reply`.
-No answer within `lookup_timeout_s`, or no HQ online, is `hq-unreachable` for the register.
+No answer within `lookup_timeout_s`, or no broker connection, is `hq-unreachable` for the
+register; the question is asked whenever the broker is connected (HQ presence is not needed).
 Answers (found or not) are cached for `lookup_cache_s`.
 """
 

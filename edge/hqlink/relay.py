@@ -15,7 +15,6 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -60,10 +59,8 @@ class Relay:
         alerts: Alerts,
         errors: Counter[str],
         bus: EventBus,
-        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self._ledger = ledger
-        self._may_send = may_send
         self._client = client
         self._topic = topic
         self._settings = settings
@@ -143,9 +140,6 @@ class Relay:
                 self._generation = self._client.generation
                 self.rescan()
                 self._wake.clear()
-            if not self._may_send():  # no HQ to hear it: keep it in the outbox for now
-                await self._wake.wait()
-                continue
             try:
                 await self._fill()
                 self._resend_expired()

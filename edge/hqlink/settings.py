@@ -67,7 +67,7 @@ class HqSettings(_Section):
     window: int = Field(50, ge=1, le=1000)
     ack_timeout_s: float = Field(10.0, gt=0, le=3600)
     ack_silence_s: float = Field(20.0, gt=0, le=3600)
-    require_hq_presence: bool = True
+    require_hq_presence: bool = False  # opt-in refinement of `online`; never gates delivery
     settle_followup_s: float = Field(120.0, gt=0, le=86400)
     lookup_timeout_s: float = Field(2.0, gt=0, le=60)
     lookup_cache_s: float = Field(300.0, ge=0, le=86400)

@@ -98,15 +98,14 @@ class LinkRig:
 async def link_rig(
     tmp_path: Path, port: int, broker: dict[str, Any] | None = None, **settings: Any
 ) -> AsyncIterator[LinkRig]:
-    hq_settings = HqSettings.model_validate(
-        {
-            "broker": fast_broker(port, **(broker or {})).model_dump(),
-            "ack_timeout_s": 0.5,
-            "health_interval_s": 0.2,
-            "require_hq_presence": False,
-            **settings,
-        }
-    )
+    given = {
+        "broker": fast_broker(port, **(broker or {})).model_dump(),
+        "ack_timeout_s": 0.5,
+        "health_interval_s": 0.2,
+        **settings,
+    }
+    # None means "leave the setting at its shipped default"
+    hq_settings = HqSettings.model_validate({k: v for k, v in given.items() if v is not None})
     bus = EventBus()
     topics = [f"{BASE}/{leaf}" for leaf in ("events", "alerts", "cmd-result", "lookup", "health")]
     async with (

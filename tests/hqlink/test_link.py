@@ -19,6 +19,34 @@ def health_state(rig: LinkRig) -> str | None:
     return None if health is None else str(health["link"]["state"])
 
 
+async def test_default_online_needs_only_the_broker_and_acks(tmp_path, broker: Mosquitto) -> None:
+    """The contract's HQ announces nothing: online from the connection, offline only when
+    pending events go unacked past ack_silence_s, online again when HQ acks."""
+    async with link_rig(tmp_path, broker.port, ack_silence_s=0.5, require_hq_presence=None) as rig:
+        assert rig.link.settings.require_hq_presence is False  # the shipped default
+        await rig.hq.wait_for(lambda: health_state(rig) == "online")
+        assert rig.link.online is True
+        await rig.add_events(1)
+        event = await rig.hq.wait_for(lambda: rig.events() and rig.events()[0])
+        await rig.hq.wait_for(
+            lambda: (s := health_state(rig)) and s.startswith("offline: HQ has not acked")
+        )
+        assert rig.link.online is False
+        rig.ack(event["event_id"])
+        await rig.hq.wait_for(lambda: health_state(rig) == "online")
+        assert rig.link.online is True
+
+
+async def test_presence_refines_online_but_never_gates_delivery(
+    tmp_path, broker: Mosquitto
+) -> None:
+    async with link_rig(tmp_path, broker.port, require_hq_presence=True) as rig:
+        assert rig.link.state == "offline: no HQ service online"
+        await rig.add_events(2)  # still sent: presence is only a view of the link
+        sent = await rig.hq.wait_for(lambda: len(rig.events()) >= 2 and rig.events())
+        assert [e["seq"] for e in sent[:2]] == [1, 2]
+
+
 async def test_online_needs_the_broker_hq_presence_and_acks(tmp_path, broker: Mosquitto) -> None:
     async with link_rig(tmp_path, broker.port, ack_silence_s=0.5, require_hq_presence=True) as rig:
         assert rig.link.state == "offline: no HQ service online"
@@ -80,11 +108,7 @@ def answer_lookups(rig: LinkRig, sales: dict[str, dict[str, object]], done: set[
 async def test_online_order_look_up(tmp_path, broker: Mosquitto, protocol: str) -> None:
     order = {**cash_sale("WEB-1001", 2, "15.00"), "channel": "online"}
     answered: set[str] = set()
-    async with link_rig(
-        tmp_path, broker.port, broker={"protocol": protocol}, require_hq_presence=True
-    ) as rig:
-        rig.announce_hq("online")
-        await rig.hq.wait_for(lambda: health_state(rig) == "online")
+    async with link_rig(tmp_path, broker.port, broker={"protocol": protocol}) as rig:
         assert rig.link.client.protocol == protocol
 
         async def ask(code: str) -> dict[str, object] | None:
@@ -107,15 +131,16 @@ async def test_online_order_look_up(tmp_path, broker: Mosquitto, protocol: str) 
 
 
 async def test_look_up_times_out_as_hq_unreachable(tmp_path, broker: Mosquitto) -> None:
-    async with link_rig(
-        tmp_path, broker.port, lookup_timeout_s=0.3, require_hq_presence=True
-    ) as rig:
-        with pytest.raises(HqUnreachable, match="not reachable"):
-            await rig.link.lookup_order("WEB-1")  # no HQ present: refused at once
-        rig.announce_hq("online")
-        await rig.hq.wait_for(lambda: health_state(rig) == "online")
+    async with link_rig(tmp_path, broker.port, lookup_timeout_s=0.3) as rig:
         with pytest.raises(HqUnreachable, match="did not answer"):
-            await rig.link.lookup_order("WEB-1")
+            await rig.link.lookup_order("WEB-1")  # no presence: asked all the same
+        assert rig.link.lookup.asked == 1
+        broker.stop()
+        async with asyncio.timeout(10):
+            await rig.link.client.wait_disconnected()
+        with pytest.raises(HqUnreachable, match="not reachable"):
+            await rig.link.lookup_order("WEB-2")  # no broker: refused at once
+        assert rig.link.lookup.asked == 1
 
 
 async def test_commands_ping_and_replay(tmp_path, broker: Mosquitto) -> None:
