@@ -177,8 +177,9 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A private pcscd with the vpcd virtual reader; yields the port a virtual card dials.
 
     pcscd 1.9 always listens on /run/pcscd/pcscd.comm, so it runs in its own mount
-    namespace with a private /run/pcscd; this process reaches its socket through
-    /proc/<pid>/root, named by PCSCLITE_CSOCK_NAME before pyscard first connects.
+    namespace on a private, empty /run of its own (a new machine has no /run/pcscd, and a
+    machine whose pcscd service runs must not see this one); this process reaches its
+    socket through /proc/<pid>/root, named by PCSCLITE_CSOCK_NAME before pyscard connects.
     """
     assert shutil.which("pcscd"), "pcscd is installed by scripts/setup"
     port = _free_tcp_port()
@@ -192,7 +193,10 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         unshare.insert(1, "--map-root-user")
-    script = f"mount -t tmpfs tmpfs /run/pcscd && exec pcscd --foreground --info -c {conf}"
+    script = (
+        "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/pcscd"
+        f" && exec pcscd --foreground --info -c {conf}"
+    )
     proc = subprocess.Popen(
         [*unshare, "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
     )
