@@ -6,13 +6,13 @@ has been fsynced: a power cut cannot take back a refund the register was told ab
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
+from typing import TypeVar
 
 from edge.errors import StorageError
 
@@ -89,26 +89,42 @@ def open_sync(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-async def open_async(path: Path, *, read_only: bool = False) -> aiosqlite.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await run_in_thread(conn, lambda c: configure(c, read_only=read_only))
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open {path}: {exc}") from exc
-    return conn
+class ThreadConnection:
+    """A sqlite3 connection owned by one worker thread; each call runs there whole.
 
-
-async def run_in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` on the connection's own thread, so a whole transaction costs one hop.
-
-    aiosqlite serializes every call on one worker thread per connection; handing it a
-    whole function keeps a multi-statement transaction atomic with respect to the event
-    loop and avoids a thread round trip per statement.
+    Handing the thread a whole function keeps a multi-statement transaction atomic with
+    respect to the event loop and costs one thread hop per transaction, not per statement.
+    Built on the standard library alone: sqlite3 and a one-thread executor.
     """
 
-    def call() -> T:
-        return fn(conn._conn)  # the worker thread owns it
+    def __init__(self, path: Path, *, read_only: bool, name: str) -> None:
+        self._path = path
+        self._read_only = read_only
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
 
-    result: Any = await conn._execute(call)  # type: ignore[no-untyped-call]  # thread hand-off
-    return result  # type: ignore[no-any-return]
+    async def open(self) -> ThreadConnection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = await self._call(lambda: open_sync(self._path, read_only=self._read_only))
+        except sqlite3.Error as exc:
+            self._executor.shutdown(wait=True)
+            raise StorageError(f"cannot open {self._path}: {exc}") from exc
+        return self
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the owning thread."""
+        conn = self._conn
+        if conn is None:
+            raise StorageError(f"{self._path} is closed")
+        return await self._call(lambda: fn(conn))
+
+    async def close(self) -> None:
+        """Close the connection on its thread, then end the thread. Safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._call(conn.close)
+            self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)

@@ -14,15 +14,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from edge.bus import EventBus
 from edge.domain.sale import PricedSale
 from edge.errors import StorageError
 from edge.events import OutboxAppended, RefundUpdated
 from edge.ledger import people
 from edge.ledger.audit import append_audit
-from edge.ledger.db import open_async, run_in_thread
+from edge.ledger.db import ThreadConnection
 from edge.ledger.outbox import Origin
 from edge.ledger.refunds import (
     RefundCommand,
@@ -46,12 +44,14 @@ class Ledger:
         self._bus = bus
         self._stack = AsyncExitStack()
         self._writer = LedgerWriter(path)
-        self._reader: aiosqlite.Connection | None = None
+        self._reader: ThreadConnection | None = None
 
     async def __aenter__(self) -> Ledger:
         await self._stack.__aenter__()
         await self._stack.enter_async_context(self._writer)
-        self._reader = await open_async(self.path, read_only=True)
+        self._reader = await ThreadConnection(
+            self.path, read_only=True, name="ledger-reader"
+        ).open()
         self._stack.push_async_callback(self._reader.close)
         return self
 
@@ -70,7 +70,7 @@ class Ledger:
         if self._reader is None:
             raise StorageError("the ledger is closed")
         try:
-            return await run_in_thread(self._reader, fn)
+            return await self._reader.run(fn)
         except sqlite3.Error as exc:
             raise StorageError(f"the ledger could not be read: {exc}") from exc
 

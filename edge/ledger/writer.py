@@ -17,11 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from edge.domain.errors import PolicyViolation
 from edge.errors import EdgeError, StorageError
-from edge.ledger.db import apply_migrations, open_async, run_in_thread
+from edge.ledger.db import ThreadConnection, apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ class LedgerWriter:
         self._path = path
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=queue_size)
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: ThreadConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.commits = 0
@@ -45,9 +43,11 @@ class LedgerWriter:
         self.failed_commits = 0
 
     async def __aenter__(self) -> LedgerWriter:
-        self._conn = await open_async(self._path)
+        self._conn = await ThreadConnection(
+            self._path, read_only=False, name="ledger-writer"
+        ).open()
         try:
-            await run_in_thread(self._conn, apply_migrations)
+            await self._conn.run(apply_migrations)
         except sqlite3.Error as exc:
             await self._conn.close()
             raise StorageError(f"cannot migrate {self._path}: {exc}") from exc
@@ -108,7 +108,7 @@ class LedgerWriter:
         assert self._conn is not None
         fns = [fn for fn, _ in batch]
         try:
-            outcomes = await run_in_thread(self._conn, lambda conn: _run_batch(conn, fns))
+            outcomes = await self._conn.run(lambda conn: _run_batch(conn, fns))
             self.commits += 1
         except sqlite3.Error as exc:
             self.failed_commits += 1
