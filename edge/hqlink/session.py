@@ -28,6 +28,7 @@ from edge.errors import MqttLinkError
 log = logging.getLogger(__name__)
 
 MISC_INTERVAL_S = 1.0
+DRAIN_PACKETS_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Session:
         self._fd: int | None = None
         self._misc: asyncio.Task[None] | None = None
         self.handler_failures = 0
+        self.bad_topics = 0
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -109,10 +111,23 @@ class Session:
         """Drop the socket at once and fail whatever still waits on it. Idempotent."""
         if self._misc is not None:
             self._misc.cancel()
-        with contextlib.suppress(OSError):
-            self.client._sock_close()  # paho's own close: unregisters, then closes
+        self._drop_socket()
         self._detach()
         self._finish("closed by the gateway")
+
+    def _drop_socket(self) -> None:
+        """Shut the socket down and let paho read the end of the stream: paho then closes
+        the socket itself (and calls back to unregister it), through its public API."""
+        sock = self.client.socket()
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        for _ in range(DRAIN_PACKETS_MAX):  # bytes already received are read first
+            if self.client.socket() is None:
+                return
+            if self.client.loop_read() == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                return
 
     async def wait_closed(self) -> None:
         if self._misc is not None:
@@ -217,9 +232,15 @@ class Session:
         self._subacks.clear()
 
     def _message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            topic = str(msg.topic)
+        except UnicodeDecodeError:  # MQTT requires UTF-8 topics: a broker bug or an attack
+            self.bad_topics += 1
+            log.warning("%s: ignored a message whose topic is not UTF-8", self._name)
+            return
         props = msg.properties
         message = Message(
-            topic=bytes(msg._topic).decode("utf-8", "replace"),  # paho's .topic raises on bad UTF-8
+            topic=topic,
             payload=bytes(msg.payload),
             qos=int(msg.qos),
             retain=bool(msg.retain),
