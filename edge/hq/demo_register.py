@@ -27,7 +27,7 @@ class _Register:
         self._client = client
         self._token = ""
 
-    async def _auth(self) -> None:
+    async def login(self) -> None:
         async with self._http.post(
             f"{self._url}/oauth/token",
             data={"grant_type": "client_credentials"},
@@ -47,7 +47,7 @@ class _Register:
                 method, f"{self._url}{path}", json=body, headers=headers
             ) as resp:
                 if resp.status == 401:
-                    await self._auth()
+                    await self.login()
                     continue
                 return resp.status, await resp.json(content_type=None)
         return 401, {}
@@ -98,7 +98,7 @@ async def run_register(
     waiting: dict[str, str] = {}
     async with aiohttp.ClientSession() as http:
         register = _Register(http, url, (client_id, secret))
-        await register._auth()
+        await register.login()
         n = 0
         while not stop.is_set() and (count == 0 or n < count):
             n += 1
