@@ -165,8 +165,7 @@ class MqttClient:
             for msg in goodbye:
                 mid = session.publish(msg.topic, msg.payload, msg.qos, msg.retain, None)
                 if msg.qos:
-                    async with asyncio.timeout(CLOSE_GRACE_S):
-                        await session.confirm(mid)
+                    await session.confirm(mid, CLOSE_GRACE_S)
             session.disconnect()
             async with asyncio.timeout(CLOSE_GRACE_S):
                 await asyncio.shield(session.closed)

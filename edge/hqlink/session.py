@@ -88,11 +88,15 @@ class Session:
             raise MqttLinkError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
 
-    def confirm(self, mid: int) -> asyncio.Future[None]:
-        """A future resolved by the broker's PUBACK for `mid`."""
+    async def confirm(self, mid: int, timeout_s: float) -> None:
+        """Wait for the broker's PUBACK of `mid`; its entry goes whatever happens."""
         fut: asyncio.Future[None] = self._loop.create_future()
         self._confirms[mid] = fut
-        return fut
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+        finally:
+            self._confirms.pop(mid, None)
 
     async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:
         """Subscribe and wait for the SUBACK; returns the granted codes (>= 128 refused)."""
@@ -101,7 +105,10 @@ class Session:
             raise MqttLinkError(f"subscribe failed: {paho.error_string(rc)}")
         fut: asyncio.Future[list[int]] = self._loop.create_future()
         self._subacks[mid] = fut
-        return await fut
+        try:
+            return await fut
+        finally:
+            self._subacks.pop(mid, None)
 
     def disconnect(self) -> None:
         """Send DISCONNECT (the broker then drops the Will)."""

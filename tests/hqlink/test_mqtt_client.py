@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge.hqlink.backoff import Backoff
-from edge.hqlink.mqtt import Message, MqttClient
+from edge.hqlink.mqtt import CLOSE_GRACE_S, Message, MqttClient, Outgoing
 from edge.hqlink.settings import BrokerSettings, TlsSettings
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import fast_broker
@@ -176,3 +177,28 @@ async def test_falls_back_to_mqtt_311_when_5_is_refused(broker: Mosquitto) -> No
             assert client.protocol == "3.1.1"
     finally:
         server.close()
+
+
+async def test_close_is_bounded_when_the_broker_stops_answering(tmp_path: Path) -> None:
+    """A broker that hangs (SIGSTOP) at shutdown: the goodbye is not confirmed, and close
+    still returns within its grace period instead of waiting for ever."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    client = client_for(fast_broker(broker.port), "closer", inbox)
+    task = asyncio.create_task(client.run())
+    try:
+        await roundtrip(client, inbox)
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        goodbye = Outgoing("t/bye", b"offline", qos=1, retain=True)
+        async with asyncio.timeout(CLOSE_GRACE_S * 2 + 2):
+            await client.close([goodbye])
+        assert client.state == "closed"
+        assert not client.connected
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if broker.proc is not None:
+            broker.proc.send_signal(signal.SIGCONT)
+        broker.stop()
