@@ -74,6 +74,11 @@ class LanSettings(_Section):
     max_body_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024)
     token_ttl_s: int = Field(3600, ge=60, le=86400)
     shutdown_grace_s: float = Field(10.0, ge=0, le=120)
+    # A connection must send a whole request head within this long of connecting or of its
+    # last response (also the keep-alive idle time), and a body within `body_timeout_s`.
+    header_timeout_s: float = Field(60.0, gt=0, le=600)
+    body_timeout_s: float = Field(15.0, gt=0, le=600)
+    max_subscribers_per_client: int = Field(8, ge=1, le=1000)
 
 
 class RefundSettings(_Section):

@@ -12,7 +12,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from edge.api.auth import Authenticator, Principal, require_role
+from edge.api.body import read_body
 from edge.api.metrics import ApiMetrics
+from edge.api.pin_check import ManagerLocks
 from edge.api.problems import ProblemError, from_validation
 from edge.bus import EventBus
 from edge.domain.errors import HqUnreachable
@@ -36,7 +38,9 @@ class HqLinkView(Protocol):
 
 
 class GrantRedeemer(Protocol):
-    def redeem(self, grant: str, lane: str | None = None) -> str | None: ...
+    def lane_of(self, grant: str) -> str | None: ...
+
+    def redeem(self, grant: str, lane: str) -> str | None: ...
 
     def restore(self, grant: str) -> None: ...
 
@@ -51,6 +55,7 @@ class ApiContext:
     metrics: ApiMetrics
     grants: GrantRedeemer | None = None
     in_flight: dict[tuple[str, str], str] = field(default_factory=dict)
+    pin_locks: ManagerLocks = field(default_factory=ManagerLocks)
     extra_ready_checks: list[Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]] = field(
         default_factory=list
     )
@@ -75,11 +80,15 @@ class ApiContext:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; the size limit is enforced by aiohttp's client_max_size."""
-    raw = await request.read()
+    """The body as JSON, read within the deadline and size limit (see `edge.api.body`).
+
+    Besides syntax errors, `json` raises ValueError for bytes that are not UTF-8 and for
+    integer literals past Python's digit limit, and RecursionError for deep nesting.
+    """
+    raw = await read_body(request)
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise ProblemError(
             "validation-failed",
             "the body is not valid JSON",

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StringConstraints
 
 from edge.domain.cardguard import contains_pan
 
 PAN_MESSAGE = "looks like a card number; send a processor payment token, never a card number"
+# The largest amount in minor units: with at most 500 lines and 20 tenders, every sum the
+# ledger keeps stays far inside SQLite's 64-bit INTEGER.
+MAX_MINOR_UNITS = 10**15
+MAX_QUANTITY = 100_000
 
 
 def _no_pan(value: str) -> str:
@@ -32,6 +36,9 @@ TenderText = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_pan)
 ]
 CurrencyStr = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# JSON `true` or `"2"` is not a count of units, and `"false"` is not a flag.
+Quantity = Annotated[StrictInt, Field(gt=0, le=MAX_QUANTITY)]
+Flag = StrictBool
 
 
 def gtin_ok(value: str) -> str:

@@ -1,4 +1,9 @@
-"""/openapi.json built from the route table and the pydantic models, so it cannot drift."""
+"""/openapi.json built from the route table and the pydantic models, so it cannot drift.
+
+Besides each route's own refusals, every operation lists what the API's shared layers may
+answer: 401/403 where a token is needed, 408/413 wherever a body is read, 422 wherever
+one is validated, and 500 `internal-error` everywhere.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,19 @@ from edge import __version__
 from edge.api.problems import STATUS, TYPE_BASE
 from edge.api.routes import Route
 from edge.api.schemas import Problem, TokenOut
+
+
+def problem_slugs(route: Route) -> list[str]:
+    """Every problem the route can answer, its own first, then the shared layers'."""
+    slugs = list(route.problems)
+    if route.roles is not None:
+        slugs += ["unauthorized", "forbidden"]
+    if route.method == "POST":
+        slugs += ["request-timeout", "payload-too-large"]
+    if route.request is not None:
+        slugs.append("validation-failed")
+    slugs.append("internal-error")
+    return list(dict.fromkeys(slugs))
 
 
 def build_openapi(routes: list[Route]) -> dict[str, Any]:
@@ -49,12 +67,18 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": _ref(route.request)}},
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: dict[str, Any] = {
+            "description": "Switching Protocols (WebSocket)" if route.status == 101 else "OK"
+        }
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": _ref(route.response)}}
         op["responses"][str(route.status)] = ok
-        slugs = list(route.problems) + (["unauthorized", "forbidden"] if route.roles else [])
-        for slug in slugs:
+        for status, meaning in route.also:
+            op["responses"][str(status)] = {
+                "description": meaning,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        for slug in problem_slugs(route):
             status, title = STATUS[slug]
             entry = op["responses"].setdefault(
                 str(status),
@@ -87,8 +111,21 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                     "description": "token",
                     "content": {"application/json": {"schema": _ref(TokenOut)}},
                 },
-                "400": {"description": "unsupported_grant_type (RFC 6749)"},
-                "401": {"description": "invalid_client (RFC 6749)"},
+                "400": {
+                    "description": "invalid_request or unsupported_grant_type (RFC 6749)",
+                    "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                },
+                "401": {
+                    "description": "invalid_client (RFC 6749)",
+                    "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                },
+                **{
+                    str(STATUS[slug][0]): {
+                        "description": f"{TYPE_BASE}{slug} ({STATUS[slug][1]})",
+                        "content": {"application/problem+json": {"schema": _ref(Problem)}},
+                    }
+                    for slug in ("request-timeout", "payload-too-large", "internal-error")
+                },
             },
         }
     }
@@ -106,6 +143,13 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             },
         },
     }
+
+
+_OAUTH_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    "required": ["error"],
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

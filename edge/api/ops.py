@@ -32,7 +32,7 @@ class OpsApi:
                 "/readyz",
                 self.readyz,
                 "Ready: database writable; HQ link and device states",
-                problems=(),
+                also=((503, "not ready: the ledger cannot write (same body as 200)"),),
             ),
             Route("GET", "/metrics", self.metrics, "Prometheus metrics"),
             Route("GET", "/openapi.json", self.openapi_json, "This API's OpenAPI document"),

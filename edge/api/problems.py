@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every 4xx/5xx, with the contract's stable slugs.
 
 The middleware here is the API's one error boundary: refusals from the rules, validation
-errors, storage faults and oversized bodies all leave as `application/problem+json`.
+errors, storage faults, oversized bodies, aiohttp's own HTTP errors and any exception a
+handler did not expect all leave as `application/problem+json`, never as a plain-text 500.
 Validation messages never echo the value that was refused (it may be a card number).
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +19,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from edge.api.schemas import AmountProblems
+from edge.domain.cardguard import contains_pan
 from edge.domain.errors import PolicyViolation
 from edge.errors import StorageError
 
@@ -43,9 +47,20 @@ STATUS = {
     "idempotency-key-in-flight": (409, "A request with this Idempotency-Key is in progress"),
     "storage-unavailable": (503, "Storage unavailable"),
     "payload-too-large": (413, "Request body too large"),
+    "bad-request": (400, "Bad request"),
     "method-not-allowed": (405, "Method not allowed"),
+    "request-timeout": (408, "Request body not received in time"),
+    "too-many-subscribers": (429, "Too many event subscriptions for this client"),
     "internal-error": (500, "Internal error"),
 }
+# aiohttp's HTTP errors by status, for the ones a handler or aiohttp itself may raise.
+_BY_STATUS = {
+    400: "bad-request",
+    404: "not-found",
+    408: "request-timeout",
+    413: "payload-too-large",
+}
+REDACTED = "(withheld: may hold a card number)"
 
 
 class ProblemError(Exception):
@@ -73,6 +88,7 @@ def problem_response(
     instance: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> web.Response:
     status, title = STATUS[slug]
     body: dict[str, Any] = {
@@ -85,6 +101,8 @@ def problem_response(
         body["instance"] = instance
     if errors:
         body["errors"] = errors
+    if request_id:
+        body["request_id"] = request_id
     return web.Response(
         status=status,
         text=json.dumps(body),
@@ -100,13 +118,14 @@ def field_path(loc: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            name = REDACTED if contains_pan(part) else part  # an unknown key is echoed
+            out += f".{name}" if out else name
     return out
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     errors = []
-    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+    for err in exc.errors(include_input=False, include_url=False):
         loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
         ctx_error = None
         if err["type"] == "value_error":
@@ -141,6 +160,52 @@ def from_validation(exc: ValidationError) -> ProblemError:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def safe_text(text: str, limit: int = 300) -> str:
+    """`text` for a log line: one line, bounded, and withheld if it may hold a card number."""
+    line = " ".join(text.split())[:limit]
+    return REDACTED if contains_pan(line) else line
+
+
+def _from_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large...) as a problem."""
+    if exc.status == 405:
+        allow = exc.headers.get("Allow", "")
+        return problem_response(
+            "method-not-allowed",
+            f"{request.method} is not allowed here; allowed: {allow}",
+            instance=request.path,
+            headers={"Allow": allow},
+        )
+    if exc.status == 404:
+        return problem_response(
+            "not-found", f"no resource at {request.path}", instance=request.path
+        )
+    slug = _BY_STATUS.get(exc.status, "bad-request" if exc.status < 500 else "internal-error")
+    return problem_response(slug, safe_text(exc.reason), instance=request.path)
+
+
+def _internal_error(request: web.Request, exc: Exception) -> web.Response:
+    """Log an unexpected failure once, under an id the register can quote, and answer 500."""
+    request_id = secrets.token_hex(8)
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "internal error %s on %s %s: %s: %s\n%s",
+        request_id,
+        request.method,
+        request.path,
+        type(exc).__name__,
+        safe_text(str(exc)),
+        frames.rstrip(),
+    )
+    return problem_response(
+        "internal-error",
+        f"the gateway failed to handle this request (request id {request_id})",
+        instance=request.path,
+        headers={"X-Request-Id": request_id},
+        request_id=request_id,
+    )
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -169,11 +234,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             "payload-too-large", exc.text or "body too large", instance=request.path
         )
-    except web.HTTPNotFound:
-        return problem_response(
-            "not-found", f"no resource at {request.path}", instance=request.path
-        )
-    except web.HTTPMethodNotAllowed:
-        return problem_response(
-            "method-not-allowed", f"{request.method} is not allowed here", instance=request.path
-        )
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect or an early success is not an error
+            raise
+        return _from_http_error(request, exc)
+    except Exception as exc:  # noqa: BLE001 - the API's one boundary: no plain-text 500s
+        return _internal_error(request, exc)

@@ -6,9 +6,11 @@ from aiohttp import web
 
 from edge.api.approvals import approve
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
+from edge.api.fields import PAN_MESSAGE
 from edge.api.problems import ProblemError
 from edge.api.routes import READERS, WRITERS, Route
 from edge.api.schemas import RefundIn, RefundOut
+from edge.domain.cardguard import contains_pan
 from edge.domain.errors import NotFound, PolicyViolation
 from edge.domain.money import parse_amount
 from edge.errors import StorageError
@@ -70,6 +72,7 @@ class RefundsApi:
                 "send an Idempotency-Key header (1-255 characters) with every refund",
                 errors=[{"field": "Idempotency-Key", "message": "missing or not 1-255 chars"}],
             )
+        _check_key(key)
         body = parse_model(RefundIn, await read_json(request))
         # The approval authorizes the request; it is not part of what the key stands for.
         print_ = fingerprint(body.model_dump(mode="json", exclude={"approval"}))
@@ -88,7 +91,7 @@ class RefundsApi:
             )
         self.ctx.in_flight[slot] = print_
         try:
-            outcome = await self._refund(body, principal.client_id, key, print_)
+            outcome = await self._refund(body, principal.client_id, key, print_, principal.lane)
         finally:
             self.ctx.in_flight.pop(slot, None)
         headers = {"Location": f"/v1/refunds/{outcome.body['return_id']}"}
@@ -98,13 +101,17 @@ class RefundsApi:
             self.ctx.metrics.refunds.labels(body.kind, str(outcome.body["offline"]).lower()).inc()
         return web.json_response(outcome.body, status=outcome.status, headers=headers)
 
-    async def _refund(self, body: RefundIn, client_id: str, key: str, print_: str) -> RefundOutcome:
+    async def _refund(
+        self, body: RefundIn, client_id: str, key: str, print_: str, client_lane: str | None
+    ) -> RefundOutcome:
         replay = await self.ctx.ledger.replay(client_id, key, print_)
         if replay is not None:
             return replay
         approved_by = None
         if body.approval is not None:
-            approved_by = await approve(self.ctx, body.approval, client_id, body.register_id)
+            approved_by = await approve(
+                self.ctx, body.approval, client_id, body.register_id, client_lane
+            )
         refund_to = body.refund_to or ("original" if body.kind == "receipt" else "store_credit")
         cmd = RefundCommand(
             client_id=client_id,
@@ -144,3 +151,20 @@ class RefundsApi:
         if view is None:
             raise NotFound(f"no refund {return_id} is recorded here")
         return web.json_response(view)
+
+
+def _check_key(key: str) -> None:
+    """The key is stored and replayed: printable ASCII (a structured-field string, as the
+    IETF draft has it), and never something that looks like a card number.
+    """
+    message = None
+    if not (key.isascii() and key.isprintable()):
+        message = "must be printable ASCII"
+    elif contains_pan(key):
+        message = PAN_MESSAGE
+    if message is not None:
+        raise ProblemError(
+            "validation-failed",
+            f"Idempotency-Key: {message}",
+            errors=[{"field": "Idempotency-Key", "message": message}],
+        )

@@ -24,6 +24,8 @@ class Route:
     problems: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default=())
+    # Other statuses answered with a plain JSON body (not a problem), and what they mean.
+    also: tuple[tuple[int, str], ...] = ()
 
 
 WRITERS = frozenset({"register", "handheld"})

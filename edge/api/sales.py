@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
+from edge.api.fields import PAN_MESSAGE
+from edge.api.problems import ProblemError
 from edge.api.routes import READERS, WRITERS, Route
 from edge.api.schemas import LookupIn, LookupOut, SaleIn, SaleOut
+from edge.domain.cardguard import contains_pan
 from edge.domain.codes import classify_code
 from edge.domain.errors import NotFound
 from edge.ledger.timefmt import iso, parse_iso, utcnow
@@ -52,7 +55,7 @@ class SalesApi:
                 LookupIn,
                 LookupOut,
                 200,
-                ("not-found", "hq-unreachable"),
+                ("not-found", "hq-unreachable", "validation-failed"),
             ),
         ]
 
@@ -75,10 +78,15 @@ class SalesApi:
         return web.json_response(view)
 
     async def lookup(self, request: web.Request) -> web.Response:
+        """Resolve a code; one that looks like a card number is refused unless it names a
+        record held here (an id, which the guard exempts), before it is echoed or sent to HQ.
+        """
         await self.ctx.principal(request, READERS)
         body = parse_model(LookupIn, await read_json(request))
+        looks_like_pan = contains_pan(body.code)
         ref = classify_code(body.code)
         if ref is None:
+            _refuse_if(looks_like_pan)
             raise NotFound("the code does not name a sale, order or Return ID")
         refund = None
         sale_id = ref.value
@@ -86,6 +94,7 @@ class SalesApi:
             refund = await self.ctx.ledger.refund(ref.value)
             if refund is None or refund["sale_id"] is None:
                 if refund is None:
+                    _refuse_if(looks_like_pan)
                     raise NotFound(f"no refund {ref.value} is recorded here")
                 return web.json_response(
                     {
@@ -100,6 +109,7 @@ class SalesApi:
         source = "local"
         sale = await self.ctx.ledger.sale(sale_id)
         if sale is None:
+            _refuse_if(looks_like_pan)
             sale = await self.ctx.link.lookup_order(sale_id)
             source = "hq"
             if sale is None:
@@ -114,9 +124,21 @@ class SalesApi:
         return web.json_response(out)
 
 
+def _refuse_if(looks_like_pan: bool) -> None:
+    if looks_like_pan:
+        raise ProblemError(
+            "validation-failed",
+            "code: " + PAN_MESSAGE,
+            errors=[{"field": "code", "message": PAN_MESSAGE}],
+        )
+
+
 def eligibility(sale: dict[str, Any], window_days: int) -> dict[str, Any]:
     """Whether anything on the sale can still be returned, and why not."""
-    ends = parse_iso(sale["occurred_at"]) + timedelta(days=window_days)
+    try:
+        ends = parse_iso(sale["occurred_at"]) + timedelta(days=window_days)
+    except OverflowError:  # a sale dated at the end of time, recorded before it was refused
+        ends = datetime.max.replace(tzinfo=UTC)
     reasons = []
     if utcnow() > ends:
         reasons.append("return-window-expired")

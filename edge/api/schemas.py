@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.api.fields import (
+    MAX_MINOR_UNITS,
     CurrencyStr,
+    Flag,
     FreeText,
     Gtin,
     Identifier,
     MoneyStr,
+    Quantity,
     Sku,
     TenderText,
 )
-from edge.domain.money import MoneyError, currency_exponent, parse_amount
+from edge.domain.money import MoneyError, currency_exponent, fmt, from_minor, parse_amount, to_minor
 from edge.domain.sale import LineInput, PricedSale, TenderInput, price_sale
 
 
@@ -25,17 +28,56 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+# A sale may be recorded a little ahead of the gateway's clock (a register's clock runs
+# fast), never further: a date far ahead would hold a return window open for ever.
+MAX_CLOCK_AHEAD = timedelta(days=1)
+
+
+def _too_large(currency: str) -> str:
+    return f"too large: at most {fmt(from_minor(MAX_MINOR_UNITS, currency), currency)}"
+
+
 def _check_amounts(currency: str, amounts: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
-    """(field, message) for each amount that does not fit the currency's exponent."""
+    """(field, message) for each amount that does not fit the currency's exponent or bound."""
     problems = []
     for field, value in amounts:
         if value is None:
             continue
         try:
-            parse_amount(value, currency)
+            amount = parse_amount(value, currency)
         except MoneyError as exc:
             problems.append((field, str(exc)))
+            continue
+        if to_minor(amount, currency) > MAX_MINOR_UNITS:
+            problems.append((field, _too_large(currency)))
     return problems
+
+
+def _line_totals(currency: str, lines: list[SaleLineIn]) -> list[tuple[str, str]]:
+    """A line's quantity times its unit price must fit the bound as well."""
+    problems = []
+    for i, line in enumerate(lines):
+        try:
+            price = parse_amount(line.unit_price, currency)
+        except MoneyError:
+            continue  # already reported for the unit price
+        if to_minor(price, currency) <= MAX_MINOR_UNITS < to_minor(price * line.quantity, currency):
+            problems.append(
+                (f"lines[{i}].quantity", "quantity * unit_price is " + _too_large(currency))
+            )
+    return problems
+
+
+def _occurred_at_problems(at: datetime) -> list[tuple[str, str]]:
+    if at.tzinfo is None:
+        return [("occurred_at", "must carry a UTC offset (RFC 3339)")]
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        return [("occurred_at", "is out of range")]
+    if utc > datetime.now(UTC) + MAX_CLOCK_AHEAD:
+        return [("occurred_at", "is more than a day ahead of the gateway's clock")]
+    return []
 
 
 class AmountProblems(ValueError):
@@ -62,11 +104,11 @@ class SaleLineIn(_In):
     gtin: Gtin | None = None
     description: FreeText = ""
     category: FreeText | None = None
-    quantity: int = Field(gt=0, le=100_000)
+    quantity: Quantity
     unit_price: MoneyStr
     discount: MoneyStr = "0"
     tax: MoneyStr = "0"
-    final_sale: bool = False
+    final_sale: Flag = False
 
 
 class ShippingIn(_In):
@@ -105,8 +147,7 @@ class SaleIn(_In):
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> Self:
         _currency_ok(self.currency)
-        if self.occurred_at.tzinfo is None:
-            raise AmountProblems([("occurred_at", "must carry a UTC offset (RFC 3339)")])
+        problems = _occurred_at_problems(self.occurred_at)
         amounts: list[tuple[str, str | None]] = [
             ("order_discount", self.order_discount),
             ("shipping.amount", self.shipping.amount),
@@ -119,7 +160,8 @@ class SaleIn(_In):
                 (f"lines[{i}].tax", line.tax),
             ]
         amounts += [(f"tenders[{i}].amount", t.amount) for i, t in enumerate(self.tenders)]
-        if problems := _check_amounts(self.currency, amounts):
+        problems += _check_amounts(self.currency, amounts) + _line_totals(self.currency, self.lines)
+        if problems:
             raise AmountProblems(problems)
         return self
 
@@ -194,9 +236,9 @@ class SaleOut(BaseModel):
 
 class RefundLineIn(_In):
     line_id: Identifier
-    quantity: int = Field(gt=0, le=100_000)
+    quantity: Quantity
     reason: FreeText | None = None
-    restock: bool = True
+    restock: Flag = True
 
 
 class ApprovalIn(_In):
@@ -361,3 +403,6 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        None, description="on internal-error: the id the gateway's log names this failure by"
+    )

@@ -2,6 +2,13 @@
 
 On exit the listener stops accepting, in-flight requests get `shutdown_grace_s` to finish,
 and only then does the composition root close the ledger.
+
+Slow or idle clients cannot hold a connection for ever: aiohttp's keep-alive timer, which
+starts when a connection opens and again after each response and is not moved by partial
+data, closes a connection that has not sent a whole request head within
+`header_timeout_s`; a body must arrive within `body_timeout_s` (else 408, see
+`edge.api.body`). What aiohttp logs about malformed requests is one line, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,21 +19,42 @@ from types import TracebackType
 
 from aiohttp import web
 
+from edge.api.body import BODY_TIMEOUT
 from edge.api.context import ApiContext
 from edge.api.openapi import build_openapi
 from edge.api.ops import OpsApi
-from edge.api.problems import Handler, problem_middleware
+from edge.api.problems import Handler, problem_middleware, safe_text
 from edge.api.refunds import RefundsApi
 from edge.api.routes import Route
 from edge.api.sales import SalesApi
 
 log = logging.getLogger(__name__)
+# aiohttp's connection handler logs here: malformed requests and broken connections.
+http_log = logging.getLogger(__name__ + ".http")
+
+
+class _OneLine(logging.Filter):
+    """A malformed request is the client's fault: one line with what was wrong, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {safe_text(str(exc))}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log.addFilter(_OneLine())
 
 
 def build_routes(ctx: ApiContext, extra: list[Route] | None = None) -> list[Route]:
     ops = OpsApi(ctx)
     routes = SalesApi(ctx).routes() + RefundsApi(ctx).routes() + (extra or []) + ops.routes()
-    ops.openapi = build_openapi([r for r in routes if r.path.startswith("/v1/")])
+    ops.openapi = build_openapi(routes)
     return routes
 
 
@@ -49,6 +77,7 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
         client_max_size=ctx.settings.lan.max_body_bytes,
         middlewares=[measure, problem_middleware],
     )
+    app[BODY_TIMEOUT] = ctx.settings.lan.body_timeout_s
     app.router.add_post("/oauth/token", ctx.auth.token_endpoint)
     for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
@@ -63,19 +92,24 @@ class LanServer:
         self._host = host
         self._port = port
         self._grace = ctx.settings.lan.shutdown_grace_s
+        self._header_timeout = ctx.settings.lan.header_timeout_s
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def __aenter__(self) -> LanServer:
         self._runner = web.AppRunner(
-            self._app, access_log=None, shutdown_timeout=self._grace, handle_signals=False
+            self._app,
+            access_log=None,
+            shutdown_timeout=self._grace,
+            handle_signals=False,
+            logger=http_log,
+            keepalive_timeout=self._header_timeout,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound port matters when configured as 0
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        addresses = self._runner.addresses  # the bound port matters when configured as 0
+        self.port = int(addresses[0][1]) if addresses else self._port
         log.info("LAN API listening on %s:%s", self._host, self.port)
         return self
 

@@ -2,11 +2,19 @@
 
 Every connection runs in WAL mode with `synchronous=FULL`, so a commit that returned
 has been fsynced: a power cut cannot take back a refund the register was told about.
+
+The ledger holds payment tokens, sales and the audit log, so its files are readable by
+the gateway's user only (0600): the database file is created with that mode before
+SQLite opens it (SQLite gives its -wal and -shm files the database file's mode), and
+files left open to others by an older version or a copy are tightened on open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +25,7 @@ from typing import TypeVar
 from edge.errors import StorageError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -81,9 +90,27 @@ def configure(conn: sqlite3.Connection, *, read_only: bool = False) -> None:
         conn.execute("PRAGMA query_only=ON")
 
 
+def make_private(path: Path) -> None:
+    """Create the database file owner-only if missing; tighten it and its -wal/-shm."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Never open and close a descriptor of a database this process may already have open:
+    # closing any descriptor of a file drops all of the process's POSIX locks on it, and
+    # SQLite's locking (and so its durability) depends on them. Only a new file is touched.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not the owner: the owner's own process tightens it
+            log.warning("%s is readable by others and is not ours to change", file)
+
+
 def open_sync(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """A plain sqlite3 connection with the ledger's pragmas, for CLI tools and tests."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     configure(conn, read_only=read_only)
     return conn
