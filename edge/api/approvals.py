@@ -1,65 +1,60 @@
 """Manager approval: a PIN (slow hash, audited, locked after repeated failures) or a
-single-use grant from a badge tap on the lane's NFC reader.
+single-use grant from a badge tap on the lane's NFC reader, good for a refund on that lane.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
-
 from edge.api.context import ApiContext
-from edge.api.problems import ProblemError
+from edge.api.pin_check import check_pin
 from edge.api.schemas import ApprovalIn
 from edge.domain.errors import ApprovalRequired
-from edge.ledger import people
-from edge.ledger.timefmt import iso, utcnow
 
 
-async def approve(ctx: ApiContext, approval: ApprovalIn, actor: str, lane: str | None) -> str:
-    """The approving manager's id; raises approval-required when the approval is not good."""
+async def approve(
+    ctx: ApiContext,
+    approval: ApprovalIn,
+    actor: str,
+    register_id: str | None,
+    client_lane: str | None = None,
+) -> str:
+    """The approving manager's id; raises approval-required when the approval is not good.
+
+    `client_lane` is the lane a lane-bound client serves (None: not bound).
+    """
     if approval.grant is not None:
-        if lane is None:
-            raise ApprovalRequired(
-                "a badge grant approves refunds on its own lane: send register_id set to it",
-                "register_id",
-            )
-        manager = ctx.grants.redeem(approval.grant, lane) if ctx.grants else None
-        if manager is None:
-            raise ApprovalRequired(
-                f"the badge approval is unknown, already used, expired or not for {lane};"
-                " tap the badge again",
-                "approval.grant",
-            )
-        return manager
+        return _redeem_grant(ctx, approval.grant, register_id, client_lane)
     assert approval.manager_id is not None
     assert approval.pin is not None
-    manager_id, pin = approval.manager_id, approval.pin
-    now = utcnow()
-    stored, locked_until = await ctx.ledger.read(
-        lambda conn: people.manager_pin_hash(conn, manager_id, now)
-    )
-    if locked_until is not None:
-        wait = max(1, int((locked_until - now).total_seconds()))
-        raise ProblemError(
-            "approval-locked",
-            f"manager {manager_id} is locked after wrong PINs until {iso(locked_until)}",
-            errors=[{"field": "approval.pin", "message": "locked after wrong PINs"}],
-            headers={"Retry-After": str(wait)},
+    return await check_pin(ctx, approval.manager_id, approval.pin, actor)
+
+
+def _redeem_grant(
+    ctx: ApiContext, grant: str, register_id: str | None, client_lane: str | None
+) -> str:
+    """Redeem a badge grant for a refund on its lane.
+
+    A grant is a bearer token that reached only its lane's registers, so a refund may carry
+    it without naming a register; a `register_id` that is sent, and a lane-bound client's
+    lane, must both be the grant's lane. A refusal does not use the grant up.
+    """
+    grants = ctx.grants
+    lane = grants.lane_of(grant) if grants is not None else None
+    if grants is None or lane is None:
+        raise ApprovalRequired(
+            "the badge approval is unknown, already used or expired; tap the badge again",
+            "approval.grant",
         )
-    ok = stored is not None and await asyncio.to_thread(people.pin_matches, pin, stored)
-    settings = ctx.settings.managers
-    await ctx.ledger.write(
-        lambda conn: people.record_pin_attempt(
-            conn,
-            manager_id,
-            ok=ok,
-            actor=actor,
-            at=now,
-            max_failures=settings.max_pin_failures,
-            lockout=timedelta(seconds=settings.lockout_s),
+    if register_id is not None and register_id != lane:
+        raise ApprovalRequired(
+            f"the badge approval was given on another lane than register {register_id}",
+            "register_id",
         )
-    )
-    if not ok:
-        ctx.metrics.pin_failures.inc()
-        raise ApprovalRequired("the manager id or PIN is wrong", "approval.pin")
-    return manager_id
+    if client_lane is not None and client_lane != lane:
+        raise ApprovalRequired(
+            f"this client serves lane {client_lane}; the badge approval was given on another lane",
+            "approval.grant",
+        )
+    manager = grants.redeem(grant, lane)
+    if manager is None:  # not expected: nothing awaits between lane_of and redeem
+        raise ApprovalRequired("the badge approval is no longer valid", "approval.grant")
+    return manager

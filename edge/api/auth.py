@@ -2,6 +2,7 @@
 
 Access tokens are short-lived JWTs signed with a key kept in the data directory, so they
 survive a restart of the daemon. A revoked client is refused within `CLIENT_CACHE_S`.
+A lane-bound client's token carries a `lane` claim, and its requests carry that lane.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from aiohttp import web
 
+from edge.api.body import read_body
 from edge.api.problems import ProblemError
 from edge.ledger.ledger import Ledger
 from edge.ledger.people import Client, secret_matches
@@ -30,10 +33,18 @@ ISSUER = "edge-gateway"
 class Principal:
     client_id: str
     role: str
+    lane: str | None = None  # a lane-bound register or handheld: its one lane
+
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 16
 
 
 def load_signing_key(data_dir: Path) -> bytes:
-    """The token signing key, created on first start with owner-only permissions."""
+    """The token signing key, created on first start with owner-only permissions.
+
+    A key left readable by others by an older version or a copy is tightened to 0600.
+    """
     path = data_dir / "token-signing.key"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -42,7 +53,29 @@ def load_signing_key(data_dir: Path) -> bytes:
             f.write(secrets.token_bytes(32))
             f.flush()
             os.fsync(f.fileno())
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
     return path.read_bytes()
+
+
+class OAuthError(Exception):
+    """An RFC 6749 section 5.2 error: the token endpoint answers these as JSON, not problems."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def response(self) -> web.Response:
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if self.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="edge-gateway"'
+        return web.json_response(
+            {"error": self.error, "error_description": self.description},
+            status=self.status,
+            headers=headers,
+        )
 
 
 class Authenticator:
@@ -65,35 +98,10 @@ class Authenticator:
 
     async def token_endpoint(self, request: web.Request) -> web.Response:
         """POST /oauth/token: form grant_type=client_credentials, client by HTTP Basic."""
-        client_id, secret = _basic_credentials(request)
-        form = await request.post()
-        if client_id is None:
-            client_id = _form_str(form, "client_id")
-            secret = _form_str(form, "client_secret")
-        client = await self._client(client_id) if client_id else None
-        if (
-            client is None
-            or client.revoked
-            or not secret
-            or not secret_matches(secret, client.secret_hash)
-        ):
-            return web.json_response(
-                {"error": "invalid_client", "error_description": "unknown client or bad secret"},
-                status=401,
-                headers={
-                    "WWW-Authenticate": 'Basic realm="edge-gateway"',
-                    "Cache-Control": "no-store",
-                },
-            )
-        if form.get("grant_type") != "client_credentials":
-            return web.json_response(
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "only client_credentials is supported",
-                },
-                status=400,
-                headers={"Cache-Control": "no-store"},
-            )
+        try:
+            client = await self._token_client(request)
+        except OAuthError as exc:
+            return exc.response()
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -103,6 +111,8 @@ class Authenticator:
             "exp": now + self._ttl,
             "jti": secrets.token_hex(8),
         }
+        if client.lane is not None:  # lets the register see which lane it serves
+            claims["lane"] = client.lane
         token = jwt.encode(claims, self._key, algorithm="HS256")
         return web.json_response(
             {
@@ -114,11 +124,31 @@ class Authenticator:
             headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
 
+    async def _token_client(self, request: web.Request) -> Client:
+        """The authenticated client asking for a client_credentials token."""
+        form = await _token_form(request)
+        client_id, secret = _basic_credentials(request)
+        if client_id is None:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+        client = await self._client(client_id) if client_id else None
+        if (
+            client is None
+            or client.revoked
+            or not secret
+            or not secret_matches(secret, client.secret_hash)
+        ):
+            raise OAuthError("invalid_client", "unknown client or bad secret", 401)
+        if form.get("grant_type") != "client_credentials":
+            raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+        return client
+
     async def authenticate(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise _unauthorized("send Authorization: Bearer <token> from POST /oauth/token")
+        if not token.isascii():  # our tokens are ASCII; other bytes would fail to encode
+            raise _unauthorized("the access token is not valid", "invalid_token")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token.strip(),
@@ -134,12 +164,29 @@ class Authenticator:
         client = await self._client(str(claims["sub"]))
         if client is None or client.revoked:
             raise _unauthorized("this client has been revoked", "invalid_token")
-        return Principal(client.client_id, client.role)
+        if claims.get("lane") != client.lane:  # issued for another binding: get a new token
+            raise _unauthorized("the access token is not valid", "invalid_token")
+        return Principal(client.client_id, client.role, client.lane)
 
 
-def _form_str(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
+async def _token_form(request: web.Request) -> dict[str, str]:
+    """The token request's form (RFC 6749 appendix B: UTF-8, url-encoded, no repeats)."""
+    if request.content_type != FORM_TYPE:
+        raise OAuthError("invalid_request", f"send the token request as {FORM_TYPE}")
+    raw = await read_body(request)
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",
+        )
+    except ValueError:  # not UTF-8, bad percent-escapes, or too many fields
+        raise OAuthError("invalid_request", "the form is not UTF-8 url-encoded") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise OAuthError("invalid_request", "a parameter is repeated")
+    return form
 
 
 def _basic_credentials(request: web.Request) -> tuple[str | None, str | None]:
@@ -147,9 +194,9 @@ def _basic_credentials(request: web.Request) -> tuple[str | None, str | None]:
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return None, None
-    try:
+    try:  # a header that is not ASCII fails base64 with ValueError
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
         return None, None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else (None, None)

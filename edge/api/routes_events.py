@@ -2,8 +2,13 @@
 
 Messages are the contract's `scan`, `device.status` and `refund.updated`, plus
 `approval.granted` for badge approvals, each with an increasing `id`. A register that
-reconnects with `?after=<last id>` within the replay window gets what it missed. A client
-that cannot keep up is closed with 1013 (try again later) and reconnects with `after`.
+reconnects with `?after=<last id>` within the replay window gets what it missed; what was
+made on its lane while no register of the lane was connected it gets even without `after`
+(see `edge.lanes.hub`). A client that cannot keep up is closed with 1013 (try again later)
+and reconnects with `after`.
+
+A lane-bound client (`clients add --lane`) subscribes to its own lane: without `lane` it
+gets that lane, and asking for another lane is `forbidden`.
 
 The subscription starts before the upgrade completes, so nothing published between the
 client learning it is connected and the handler attaching is lost. A grant token goes only
@@ -32,7 +37,13 @@ class Caller(Protocol):
     """What the route needs to know about the authenticated client."""
 
     @property
+    def client_id(self) -> str: ...
+
+    @property
     def role(self) -> str: ...
+
+    @property
+    def lane(self) -> str | None: ...
 
 
 Authorize = Callable[[web.Request, frozenset[str]], Awaitable[Caller]]
@@ -43,7 +54,7 @@ def _after(request: web.Request) -> int | None:
     raw = request.query.get("after")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):  # "²" and 10^5000 too
         raise ProblemError(
             "validation-failed",
             "after must be the id of the last event received",
@@ -52,12 +63,29 @@ def _after(request: web.Request) -> int | None:
     return int(raw)
 
 
+def _lane(request: web.Request, caller: Caller) -> str | None:
+    """The lane to subscribe to: the one asked for, which a lane-bound client cannot leave."""
+    asked = request.query.get("lane") or None
+    if caller.lane is None:
+        return asked
+    if asked is None or asked == caller.lane:
+        return caller.lane
+    raise ProblemError(
+        "forbidden",
+        f"this client is bound to lane {caller.lane} and hears only that lane",
+        errors=[{"field": "lane", "message": "not this client's lane"}],
+    )
+
+
 class EventsApi:
     """The WebSocket route; `authorize` is the API's bearer-token and role check."""
 
-    def __init__(self, hub: LaneHub, authorize: Authorize) -> None:
+    def __init__(self, hub: LaneHub, authorize: Authorize, *, max_per_client: int = 8) -> None:
         self._hub = hub
         self._authorize = authorize
+        # Open subscriptions per client: one client cannot hold every connection.
+        self._max_per_client = max_per_client
+        self._open: dict[str, int] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -68,22 +96,48 @@ class EventsApi:
                 "Live lane events (WebSocket): scan, device.status, approval.granted,"
                 " refund.updated",
                 READERS,
-                problems=("unauthorized", "forbidden", "validation-failed"),
+                status=101,
+                problems=(
+                    "unauthorized",
+                    "forbidden",
+                    "validation-failed",
+                    "bad-request",
+                    "too-many-subscribers",
+                ),
                 tags=("events",),
             )
         ]
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         caller = await self._authorize(request, READERS)
-        lane = request.query.get("lane") or None
+        lane = _lane(request, caller)
         after = _after(request)
-        sub = self._hub.attach(lane, after, grants=caller.role in WRITERS)
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+        if not ws.can_prepare(request).ok:
+            raise ProblemError(
+                "bad-request",
+                "GET /v1/events is a WebSocket: send Connection: Upgrade and Upgrade: websocket",
+            )
+        client_id = caller.client_id
+        if self._open.get(client_id, 0) >= self._max_per_client:
+            raise ProblemError(
+                "too-many-subscribers",
+                f"this client already holds {self._max_per_client} event subscriptions;"
+                " close one first",
+                headers={"Retry-After": "5"},
+            )
+        self._open[client_id] = self._open.get(client_id, 0) + 1
         try:
-            ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
-            await ws.prepare(request)
-            await self._serve(ws, sub, lane or "*")
+            sub = self._hub.attach(lane, after, register=caller.role in WRITERS)
+            try:
+                await ws.prepare(request)
+                await self._serve(ws, sub, lane or "*")
+            finally:
+                sub.close()
         finally:
-            sub.close()
+            self._open[client_id] -= 1
+            if not self._open[client_id]:
+                del self._open[client_id]
         return ws
 
     async def _serve(self, ws: web.WebSocketResponse, sub: Subscription, name: str) -> None:

@@ -1,20 +1,31 @@
-"""The lane hub: live events to WebSocket subscribers, with a short replay for reconnects.
+"""The lane hub: live events to WebSocket subscribers, kept a while for registers that are away.
 
-Every message gets a monotonically increasing `id`; a register that reconnects with
-`?after=<id>` within `replay_s` gets what it missed. Each subscriber has a bounded queue:
-a client too slow to keep up is dropped (its iterator ends), never allowed to grow memory.
-Scans, device news and grants go to their lane's subscribers and to store-wide monitors
-(lane=None); `refund.updated` goes to everyone. Monitors, and lane subscribers attached
-without `grants` (a client whose role cannot post refunds), see that a grant was issued but
-not the grant itself: only the lane's register may use it.
+Every message gets a monotonically increasing `id` and is kept for `replay_s`. A register
+gets back what it missed in two ways:
+
+- reconnecting with `?after=<id>`, it gets every kept message after that id;
+- a scan, tap or device status made on a lane while none of that lane's registers was
+  connected is held and handed to the next register that subscribes to that lane, with or
+  without `after`. Once any register of the lane has taken a message it is no longer held,
+  so a register app that restarts without `after` gets only what no register took.
+
+A "register" here is a lane subscriber whose role may post refunds (register, handheld).
+Only registers take held messages and receive grant tokens: monitors and store-wide
+subscribers (lane=None) see every lane live and see that a grant was issued, never the
+token, and leave held messages for the lane's registers. A held grant is handed over only
+while it can still be redeemed. `refund.updated` goes to everyone. Each subscriber has a
+bounded queue: a client too slow to keep up is dropped (its iterator ends), never allowed
+to grow memory.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -29,12 +40,29 @@ from edge.lanes.subscription import Message, Subscription
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Kept:
+    """A message kept for replay, and whether a register of its lane has taken it."""
+
+    at: float
+    id: int
+    lane: str | None
+    message: Message
+    valid_until: float  # a grant's expiry on the hub's clock; inf for everything else
+    taken: bool = False
+
+
 def _visible(sub_lane: str | None, msg_lane: str | None) -> bool:
     return sub_lane is None or msg_lane is None or msg_lane == sub_lane
 
 
+def _takes_held(sub: Subscription, msg_lane: str | None) -> bool:
+    """Whether `sub` is a register of the message's lane (so the lane has been served)."""
+    return sub.register and sub.lane is not None and sub.lane == msg_lane
+
+
 def _for_subscriber(sub: Subscription, message: Message) -> Message:
-    if message["type"] == "approval.granted" and not (sub.grants and sub.lane is not None):
+    if message["type"] == "approval.granted" and not (sub.register and sub.lane is not None):
         return {k: v for k, v in message.items() if k != "grant"}
     return message
 
@@ -48,16 +76,16 @@ class LaneHub:
         settings: LanesSettings,
         clock: Callable[[], float] = time.monotonic,
         first_id: int | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bus = bus
         self._settings = settings
         self._clock = clock
+        self._now = now
         # Ids continue across restarts (wall-clock milliseconds), so a register's stale
         # `after` from before a restart never hides new events.
-        self._last_id = (
-            first_id if first_id is not None else int(datetime.now(UTC).timestamp() * 1000)
-        )
-        self._replay: deque[tuple[float, int, str | None, Message]] = deque()
+        self._last_id = first_id if first_id is not None else int(now().timestamp() * 1000)
+        self._kept: deque[_Kept] = deque()
         self._subscribers: set[Subscription] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._closed = False
@@ -88,25 +116,35 @@ class LaneHub:
         return self._last_id
 
     def attach(
-        self, lane: str | None, after: int | None = None, *, grants: bool = True
+        self, lane: str | None, after: int | None = None, *, register: bool = True
     ) -> Subscription:
-        """A new subscriber for one lane (None: every lane), primed with missed events.
+        """A new subscriber for one lane (None: every lane), primed with what it missed.
 
-        `grants`: whether this subscriber may receive the lane's approval grant tokens.
+        `after`: the id of the last message this client received, if it knows it.
+        `register`: whether the client's role may post refunds (see the module docstring).
         """
-        sub = Subscription(lane, self._settings.subscriber_queue, self._detach, grants=grants)
+        sub = Subscription(lane, self._settings.subscriber_queue, self._detach, register=register)
         if self._closed:  # the gateway is stopping: the subscriber ends at once
             sub.close()
             return sub
         self._prune()
-        if after is not None:
-            missed = [
-                _for_subscriber(sub, message)
-                for _, msg_id, msg_lane, message in self._replay
-                if msg_id > after and _visible(lane, msg_lane)
-            ]
-            for message in missed[-self._settings.subscriber_queue :]:
-                sub.offer(message)
+        now = self._clock()
+        missed = [
+            kept
+            for kept in self._kept
+            if kept.valid_until > now
+            and _visible(lane, kept.lane)
+            and (
+                (after is not None and kept.id > after)
+                or (not kept.taken and _takes_held(sub, kept.lane))
+            )
+        ]
+        for kept in missed[-self._settings.subscriber_queue :]:
+            sub.offer(_for_subscriber(sub, kept.message))
+            if _takes_held(sub, kept.lane):
+                kept.taken = True
+        # Nothing can be published between priming and joining (no await), so the
+        # subscriber gets every message once: the missed ones, then the live ones.
         self._subscribers.add(sub)
         return sub
 
@@ -115,18 +153,29 @@ class LaneHub:
 
     def _prune(self) -> None:
         horizon = self._clock() - self._settings.replay_s
-        replay = self._replay
-        while replay and (replay[0][0] < horizon or len(replay) > self._settings.replay_max_events):
-            replay.popleft()
+        kept = self._kept
+        while kept and (kept[0].at < horizon or len(kept) > self._settings.replay_max_events):
+            kept.popleft()
+
+    def _valid_until(self, event: BaseModel, at: float) -> float:
+        if isinstance(event, ApprovalGrantEvent):
+            return at + (event.expires_at - self._now()).total_seconds()
+        return math.inf
 
     def _on_event(self, event: BaseModel) -> None:
         message: dict[str, Any] = event.model_dump(mode="json")
         self._last_id += 1
         message["id"] = self._last_id
         lane = message.get("lane") if not isinstance(event, RefundUpdated) else None
-        self._replay.append((self._clock(), self._last_id, lane, message))
+        at = self._clock()
+        kept = _Kept(at, self._last_id, lane, message, self._valid_until(event, at))
+        self._kept.append(kept)
         self._prune()
         for sub in list(self._subscribers):
-            if _visible(sub.lane, lane) and not sub.offer(_for_subscriber(sub, message)):
+            if not _visible(sub.lane, lane):
+                continue
+            if sub.offer(_for_subscriber(sub, message)):
+                kept.taken = kept.taken or _takes_held(sub, lane)
+            else:
                 self.dropped_subscribers += 1
                 log.warning("event subscriber for lane %s dropped: too slow", sub.lane or "*")

@@ -12,7 +12,9 @@ WindowMs = Annotated[int, Field(ge=0, le=60_000)]
 class LanesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    replay_s: float = Field(10.0, ge=0, le=300, description="how long a register may catch up")
+    replay_s: float = Field(
+        10.0, ge=0, le=300, description="how long events wait for a register that was away"
+    )
     replay_max_events: int = Field(1000, ge=1, le=100_000)
     subscriber_queue: int = Field(256, ge=1, le=10_000)
     duplicate_window_ms: WindowMs = Field(0, description="default for every lane")

@@ -22,10 +22,12 @@ class Subscription:
         size: int,
         detach: Callable[[Subscription], None],
         *,
-        grants: bool = True,
+        register: bool = True,
     ) -> None:
         self.lane = lane
-        self.grants = grants
+        # A client whose role may post refunds: it receives a lane's grant tokens and, on
+        # a lane, takes delivery of what was held for the lane's next register.
+        self.register = register
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=size + 1)  # +1: room to end
         self._size = size
         self._detach = detach

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from edge.ledger.audit import append_audit
 from edge.ledger.timefmt import iso, parse_iso
 
 ROLES = ("register", "handheld", "admin", "monitor")
+# Roles that serve one lane: they may be bound to it (a lane is named as in [devices]).
+LANE_ROLES = ("register", "handheld")
+LANE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}"
 # Moderate cost: a Raspberry Pi verifies a PIN in well under half a second.
 _PIN_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
@@ -58,24 +62,35 @@ class Client:
     role: str
     secret_hash: str
     revoked: bool
+    lane: str | None = None  # a lane-bound register or handheld serves only this lane
 
 
-def add_client(conn: sqlite3.Connection, name: str, role: str, at: datetime) -> tuple[str, str]:
-    """Create a client; returns (client_id, secret). The secret is not kept."""
+def add_client(
+    conn: sqlite3.Connection, name: str, role: str, at: datetime, lane: str | None = None
+) -> tuple[str, str]:
+    """Create a client; returns (client_id, secret). The secret is not kept.
+
+    Only a register or handheld may be bound to a `lane` (the schema refuses the others too).
+    """
+    if lane is not None and (role not in LANE_ROLES or not re.fullmatch(LANE_PATTERN, lane)):
+        raise ValueError(f"a {role} client cannot be bound to that lane")
     client_id = f"cl_{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(32)
     conn.execute(
-        "INSERT INTO clients (client_id, name, role, secret_hash, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (client_id, name, role, hash_secret(secret), iso(at)),
+        "INSERT INTO clients (client_id, name, role, secret_hash, created_at, lane)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (client_id, name, role, hash_secret(secret), iso(at), lane),
     )
+    detail: dict[str, object] = {"name": name, "role": role}
+    if lane is not None:
+        detail["lane"] = lane
     append_audit(
         conn,
         at=at,
         actor="cli",
         action="client.added",
         subject=client_id,
-        detail={"name": name, "role": role},
+        detail=detail,
     )
     return client_id, secret
 
@@ -102,11 +117,20 @@ def get_client(conn: sqlite3.Connection, client_id: str) -> Client | None:
         row["role"],
         row["secret_hash"],
         row["revoked_at"] is not None,
+        row["lane"],
     )
 
 
 def list_clients(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return list(conn.execute("SELECT * FROM clients ORDER BY created_at"))
+
+
+def active_client_named(conn: sqlite3.Connection, name: str) -> str | None:
+    """The id of the active client called `name`: two would be told apart only by id."""
+    row = conn.execute(
+        "SELECT client_id FROM clients WHERE name = ? AND revoked_at IS NULL LIMIT 1", (name,)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def add_manager(

@@ -1,4 +1,8 @@
-"""End to end: raw key events on a pipe -> reader -> lane router -> hub -> a real WebSocket."""
+"""End to end: raw key events on a pipe -> reader -> lane router -> hub -> a real WebSocket.
+
+The scanners connect before any register does, so each lane's `device.status` is held for
+the lane's first register.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +32,21 @@ from .test_keyboard_hotplug import PORT_A, PORT_B, PipeFinder
 
 TOKEN = "test-register-token"
 MONITOR_TOKEN = "test-monitor-token"
+LANE1_TOKEN = "test-lane-1-register-token"
 
 
 @dataclass(frozen=True)
 class Caller:
     role: str
+    lane: str | None = None
+    client_id: str = "cl_test"
 
 
-TOKENS = {TOKEN: Caller("register"), MONITOR_TOKEN: Caller("monitor")}
+TOKENS = {
+    TOKEN: Caller("register"),
+    MONITOR_TOKEN: Caller("monitor"),
+    LANE1_TOKEN: Caller("register", "lane-1"),
+}
 
 
 async def authorize(request: web.Request, roles: frozenset[str]) -> Caller:
@@ -97,6 +108,13 @@ async def receive(ws: web.WebSocketResponse) -> dict[str, object]:
 async def test_scan_reaches_the_lane_register_over_websocket(gateway: Gateway) -> None:
     lane1 = await gateway.connect("lane=lane-1")
     lane2 = await gateway.connect("lane=lane-2")
+    for ws, device in ((lane1, "lane1-scanner"), (lane2, "lane2-scanner")):
+        held = await receive(ws)  # the scanner connected before any register of its lane
+        assert (held["type"], held["device"], held["state"]) == (
+            "device.status",
+            device,
+            "connected",
+        )
     gateway.writers["lane-1"].type("]C1010950600013435210ABC\x1d17261231\r")
     gateway.writers["lane-2"].type("R-0042-01JD3X5Q7W8ZK3M9T2B4C6D8F0\r")
     got1, got2 = await receive(lane1), await receive(lane2)
@@ -119,6 +137,7 @@ async def test_scan_reaches_the_lane_register_over_websocket(gateway: Gateway) -
 async def test_register_reconnecting_with_after_gets_missed_scans(gateway: Gateway) -> None:
     ws = await gateway.connect("lane=lane-1")
     monitor = await gateway.connect("")  # store-wide: shows when the missed scans were routed
+    assert (await receive(ws))["type"] == "device.status"
     gateway.writers["lane-1"].type("first\r")
     first = await receive(ws)
     await ws.close()
@@ -127,8 +146,94 @@ async def test_register_reconnecting_with_after_gets_missed_scans(gateway: Gatew
     assert [(await receive(monitor))["data"] for _ in range(3)] == ["first", "missed-1", "missed-2"]
     ws = await gateway.connect(f"lane=lane-1&after={first['id']}")
     assert [(await receive(ws))["data"] for _ in range(2)] == ["missed-1", "missed-2"]
+    gateway.writers["lane-1"].type("live\r")
+    assert (await receive(ws))["data"] == "live", "each missed scan came once, then live ones"
     await ws.close()
     await monitor.close()
+
+
+async def test_a_scan_made_before_any_register_connects_reaches_the_next_one(
+    gateway: Gateway,
+) -> None:
+    monitor = await gateway.connect("")  # store-wide: does not take what is held for lane 2
+    gateway.writers["lane-2"].type("while-away\r")
+    held_scan = await receive(monitor)
+    assert held_scan["data"] == "while-away"
+
+    first = await gateway.connect("lane=lane-2")  # no after: the app just (re)started
+    got = [await receive(first), await receive(first)]
+    assert [(m["type"], m.get("data")) for m in got] == [
+        ("device.status", None),
+        ("scan", "while-away"),
+    ]
+    assert got[1]["id"] == held_scan["id"]
+
+    second = await gateway.connect("lane=lane-2")  # the first one took it: nothing is held
+    gateway.writers["lane-2"].type("live\r")
+    assert (await receive(second))["data"] == "live"
+    assert (await receive(first))["data"] == "live", "no message twice to the same register"
+    for ws in (first, second, monitor):
+        await ws.close()
+
+
+async def test_after_and_held_messages_together_give_each_message_once(
+    gateway: Gateway,
+) -> None:
+    monitor = await gateway.connect("")
+    register = await gateway.connect("lane=lane-1")
+    assert (await receive(register))["type"] == "device.status"
+    gateway.writers["lane-1"].type("seen\r")
+    seen = await receive(register)
+    await register.close()
+    for data in ("away-1", "away-2"):
+        gateway.writers["lane-1"].type(f"{data}\r")
+    assert [(await receive(monitor))["data"] for _ in range(3)] == ["seen", "away-1", "away-2"]
+
+    back = await gateway.connect(f"lane=lane-1&after={seen['id']}")
+    assert [(await receive(back))["data"] for _ in range(2)] == ["away-1", "away-2"]
+    restarted = await gateway.connect("lane=lane-1")  # `back` took them: nothing held now
+    gateway.writers["lane-1"].type("live\r")
+    assert (await receive(restarted))["data"] == "live"
+    assert (await receive(back))["data"] == "live"
+    for ws in (back, restarted, monitor):
+        await ws.close()
+
+
+async def upgrade(gateway: Gateway, query: str, token: str) -> tuple[int, str, dict[str, object]]:
+    """A WebSocket handshake whose refusal (status, media type, body) the test can read."""
+    response = await gateway.client.get(
+        f"/v1/events?{query}",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    return response.status, response.content_type, await response.json(content_type=None)
+
+
+async def test_a_lane_bound_register_hears_only_its_own_lane(gateway: Gateway) -> None:
+    status, media_type, problem = await upgrade(gateway, "lane=lane-2", LANE1_TOKEN)
+    assert (status, media_type) == (403, "application/problem+json")
+    assert str(problem["type"]).endswith("/forbidden")
+    assert problem["errors"] == [{"field": "lane", "message": "not this client's lane"}]
+
+    monitor = await gateway.connect("")
+    bound = await gateway.connect("", token=LANE1_TOKEN)  # no lane: its own lane
+    held = await receive(bound)
+    assert (held["type"], held["lane"]) == ("device.status", "lane-1")
+    gateway.writers["lane-2"].type("not-mine\r")
+    assert (await receive(monitor))["data"] == "not-mine"
+    gateway.writers["lane-1"].type("mine\r")
+    got = await receive(bound)
+    assert (got["lane"], got["data"]) == ("lane-1", "mine")
+    same = await gateway.connect("lane=lane-1", token=LANE1_TOKEN)
+    gateway.writers["lane-1"].type("again\r")
+    assert (await receive(same))["data"] == "again"
+    for ws in (bound, same, monitor):
+        await ws.close()
 
 
 async def test_only_a_role_that_may_refund_receives_the_grant_token(

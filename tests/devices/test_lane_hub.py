@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +17,7 @@ from edge.lanes.subscription import Subscription
 from .conftest import Clock
 
 AT = datetime(2026, 11, 22, 10, 40, tzinfo=UTC)
+MARKERS = itertools.count()
 
 
 def scan(lane: str, data: str) -> ScanEvent:
@@ -135,6 +137,125 @@ async def test_grants_reach_the_lane_but_monitors_never_see_the_token(
     assert "grant" not in for_monitor
     assert for_monitor["manager_id"] == "m-17"
     assert for_other["data"] == "x", "lane 6 never got lane 5's grant"
+
+
+def grant(lane: str, token: str, expires_at: datetime) -> ApprovalGrantEvent:
+    return ApprovalGrantEvent(lane=lane, grant=token, manager_id="m-17", expires_at=expires_at)
+
+
+async def pending(bus: EventBus, sub: Subscription) -> list[dict[str, object]]:
+    """What was queued for `sub` so far: everything before a marker published now.
+
+    The marker is a `refund.updated` (every subscriber gets it, no lane holds it); earlier
+    markers that come back in a replay are left out.
+    """
+    marker = f"R-marker-{next(MARKERS)}"
+    bus.publish(RefundUpdated(return_id=marker, status="marker", refund={}, at=AT))
+    out = []
+    while (message := await asyncio.wait_for(anext(sub), 5)).get("return_id") != marker:
+        if message.get("status") != "marker":
+            out.append(message)
+    return out
+
+
+async def test_what_a_lane_heard_while_no_register_was_there_goes_to_the_next_one(
+    bus: EventBus,
+) -> None:
+    clock = Clock(1000.0)
+    hub = LaneHub(bus, LanesSettings(replay_s=10), clock=clock, first_id=0)
+    async with hub:
+        monitor = hub.attach(None, register=False)
+        lane_monitor = hub.attach("lane-3", register=False)
+        bus.publish(scan("lane-3", "while away"))
+        bus.publish(
+            DeviceStatusEvent(lane="lane-3", device="d", kind="serial", state="connected", at=AT)
+        )
+        bus.publish(scan("lane-4", "other lane"))
+        await drain(monitor, 3)
+        await drain(lane_monitor, 2)
+        first = hub.attach("lane-3")  # no `after`: it cannot know an id
+        assert [(m["type"], m.get("data")) for m in await drain(first, 2)] == [
+            ("scan", "while away"),
+            ("device.status", None),
+        ]
+        second = hub.attach("lane-3")
+        bus.publish(scan("lane-3", "live"))
+        assert [m["data"] for m in await drain(second, 1)] == ["live"], "the first took them"
+        assert [m["data"] for m in await drain(first, 1)] == ["live"]
+        first.close()
+        second.close()
+        bus.publish(scan("lane-3", "too old"))
+        clock.now += 11  # held only for replay_s
+        late = hub.attach("lane-3")
+        bus.publish(scan("lane-3", "fresh"))
+        assert [m["data"] for m in await drain(late, 1)] == ["fresh"]
+
+
+async def test_a_message_a_register_received_is_not_held_for_the_next(bus: EventBus) -> None:
+    hub = LaneHub(bus, LanesSettings(replay_s=10), clock=Clock(0.0), first_id=0)
+    async with hub:
+        present = hub.attach("lane-1")
+        bus.publish(scan("lane-1", "taken"))
+        await drain(present, 1)
+        present.close()
+        bus.publish(scan("lane-1", "missed"))
+        assert [m["data"] for m in await pending(bus, hub.attach("lane-1"))] == ["missed"]
+
+
+async def test_after_gets_everything_after_it_and_takes_what_was_held(bus: EventBus) -> None:
+    hub = LaneHub(bus, LanesSettings(replay_s=10), clock=Clock(0.0), first_id=0)
+    async with hub:
+        bus.publish(scan("lane-1", "held"))  # no register yet: held
+        register = hub.attach("lane-1")
+        (held,) = await drain(register, 1)
+        assert held["data"] == "held"
+        bus.publish(scan("lane-1", "seen"))
+        (seen,) = await drain(register, 1)
+        register.close()
+        bus.publish(scan("lane-1", "missed-1"))
+        bus.publish(
+            RefundUpdated(return_id="R-1", status="settled", refund={"total": "1.00"}, at=AT)
+        )
+        bus.publish(scan("lane-1", "missed-2"))
+        again = hub.attach("lane-1", after=int(str(seen["id"])))
+        got = await pending(bus, again)
+        assert [m.get("data", m["type"]) for m in got] == ["missed-1", "refund.updated", "missed-2"]
+        from_start = hub.attach("lane-1", after=0)
+        assert [m.get("data", m["type"]) for m in await pending(bus, from_start)] == [
+            "held",
+            "seen",
+            "missed-1",
+            "refund.updated",
+            "missed-2",
+        ], "after works as before: everything kept after that id"
+        assert await pending(bus, hub.attach("lane-1")) == [], "`again` took the held ones"
+
+
+async def test_a_held_grant_goes_to_the_next_register_while_valid_never_to_monitors(
+    bus: EventBus,
+) -> None:
+    clock = Clock(0.0)
+    wall = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    hub = LaneHub(bus, LanesSettings(replay_s=10), clock=clock, first_id=0, now=lambda: wall)
+    async with hub:
+        bus.publish(grant("lane-5", "g_short", wall + timedelta(seconds=3)))
+        bus.publish(grant("lane-5", "g_long", wall + timedelta(seconds=120)))
+        monitor = hub.attach("lane-5", register=False)
+        assert [m["type"] for m in await pending(bus, monitor)] == [], (
+            "a monitor does not take held grants"
+        )
+        store_wide = hub.attach(None)
+        assert await pending(bus, store_wide) == [], "nor does a store-wide subscriber"
+        on_lane_with_after = hub.attach("lane-5", after=0, register=False)
+        notices = await pending(bus, on_lane_with_after)
+        assert [("grant" in m, m["manager_id"]) for m in notices] == [
+            (False, "m-17"),
+            (False, "m-17"),
+        ], "with after, a monitor sees the grants were issued, never the tokens"
+        clock.now += 5  # g_short has expired; g_long is still good
+        register = hub.attach("lane-5")
+        assert [m["grant"] for m in await pending(bus, register)] == ["g_long"]
+        assert await pending(bus, hub.attach("lane-5")) == [], "the register took it"
 
 
 async def test_closing_the_hub_ends_every_subscription_and_unsubscribes(
