@@ -4,7 +4,8 @@ nfcpy's `connect()` blocks while it polls for tags, so each reader runs it in it
 thread; every tap (tag UID and NDEF records) is posted to the loop. A tag is reported once
 per presentation: the reader waits for it to leave before polling again. `path` is nfcpy's
 device path: `usb` for the first USB reader, `usb:054c:06c3` for a model, `tty:USB0`, or
-`udp:host:port` for nfcpy's simulated radio.
+`udp:host:port` for nfcpy's simulated radio. Every tap goes to the sink, which decides
+whether it is a manager's badge; the reader itself never logs a UID.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import nfc
 import nfc.clf
 import nfc.tag
 
+from edge.devices.ndef_records import record_fields
 from edge.devices.settings import NfcReaderSettings
 from edge.devices.sink import DeviceRef, DeviceSink, TagRead
 from edge.devices.worker_thread import Post, ThreadedReader, run_worker_thread
@@ -28,20 +30,11 @@ log = logging.getLogger(__name__)
 Frontend = Any  # nfc.ContactlessFrontend; nfcpy ships no type information
 
 
-def ndef_record_fields(record: Any) -> dict[str, str]:
-    """A JSON-ready view of one NDEF record (text and URI records spelled out)."""
-    if isinstance(record, ndef.TextRecord):
-        return {"type": "text", "text": record.text, "language": record.language}
-    if isinstance(record, ndef.UriRecord):
-        return {"type": "uri", "uri": record.iri}
-    return {"type": str(record.type), "data_hex": bytes(record.data).hex()}
-
-
 def read_tag(tag: Any) -> tuple[TagRead, bool]:
     """UID and NDEF records of an activated nfcpy tag; the flag says the NDEF read failed."""
     uid = bytes(tag.identifier).hex().upper()
     try:
-        records = [ndef_record_fields(r) for r in tag.ndef.records] if tag.ndef else []
+        records = [record_fields(r) for r in tag.ndef.records] if tag.ndef else []
     except (nfc.tag.TagCommandError, nfc.clf.CommunicationError, ndef.DecodeError) as exc:
         log.warning("NDEF read failed: %s", exc)
         return TagRead(uid), True

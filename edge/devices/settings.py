@@ -2,7 +2,9 @@
 
 Every entry names a lane; a keyboard-wedge entry also says how to recognise its device
 (vendor:product, a name pattern, or the physical port path, so two identical scanners on
-two USB ports can serve two lanes).
+two USB ports can serve two lanes). An NFC or PC/SC reader's `mode` says what a tap is:
+`auto` (the default) lets one reader serve both jobs, a manager's badge becoming an approval
+and any other tag a scan; `approvals` takes every tap as a badge, `tags` every tap as a scan.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge.devices.sink import TapMode
 
 DeviceId = str
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
@@ -90,7 +94,7 @@ class NfcReaderSettings(_DeviceEntry):
     """A contactless reader driven by nfcpy (PN53x, RC-S380 ...); `path` is nfcpy's."""
 
     path: str = "usb"
-    mode: Literal["approvals", "tags"] = "approvals"
+    mode: TapMode = "auto"
     targets: list[NfcTarget] = Field(default_factory=_default_targets)
     reconnect_s: float = Field(2.0, gt=0, le=60)
 
@@ -99,7 +103,7 @@ class PcscReaderSettings(_DeviceEntry):
     """A PC/SC reader (ACR122U and similar) through pcscd; `reader` matches its name."""
 
     reader: str = Field(min_length=1, description="substring of the PC/SC reader name")
-    mode: Literal["approvals", "tags"] = "approvals"
+    mode: TapMode = "auto"
     reconnect_s: float = Field(2.0, gt=0, le=60)
 
 

@@ -2,7 +2,9 @@
 
 Readers know their device (id, kind, lane) and deliver complete payloads, NFC tag reads and
 state changes. Sink methods run on the event loop and never block; thread-based readers
-reach them through `call_soon_threadsafe`.
+reach them through `call_soon_threadsafe`. A tag read goes to the sink whole, with the
+reader's mode: whether a tag is a manager's badge is decided behind the sink, where the
+managers are known, so readers never need the ledger.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal, Protocol
 
 DeviceKind = Literal["keyboard", "serial", "nfc", "pcsc"]
 DeviceState = Literal["connected", "disconnected", "error"]
-TapMode = Literal["approvals", "tags"]
+TapMode = Literal["auto", "approvals", "tags"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,11 @@ class DeviceRef:
 
 @dataclass(frozen=True)
 class TagRead:
-    """One NFC tap: the tag's UID (uppercase hex, no separators) and its NDEF records."""
+    """One NFC tap: the tag's UID and its NDEF records, as the contract's `parsed.ndef` has them.
+
+    The UID is upper-case hex without separators. Each record is `{"type": "uri", "uri"}`,
+    `{"type": "text", "text"}` or `{"type": <NDEF record type>, "data": <upper-case hex>}`.
+    """
 
     uid: str
     records: list[dict[str, str]] = field(default_factory=list)
@@ -37,7 +43,7 @@ class DeviceSink(Protocol):
         """A complete scan as the device delivered it (AIM prefix and GS characters kept)."""
 
     def tap(self, device: DeviceRef, tag: TagRead, mode: TapMode) -> None:
-        """A tag presented to a reader; `mode` says whether it is a badge or a scan."""
+        """A tag presented to a reader; `mode` says whether it may be a badge, a scan, or either."""
 
     def status(self, device: DeviceRef, state: DeviceState, detail: str = "") -> None:
         """The device came, went or failed."""

@@ -1,7 +1,7 @@
 """Manager badge approvals: a badge tap on a lane's reader becomes a single-use grant.
 
-The refund service redeems the grant (`approval: {"grant": ...}`) once, within its TTL, on
-the lane it was issued for. Badge UIDs are never logged or audited in full: a short
+The refund service redeems the grant (`approval: {"grant": ...}`) once, within its TTL, for
+a refund on the lane it was issued for. Badge UIDs are never logged or audited in full: a short
 one-way fingerprint identifies a badge in the logs and the audit trail.
 """
 
@@ -68,12 +68,21 @@ class ApprovalGrants:
         self._bus.publish(event)
         return event
 
-    def redeem(self, grant: str, lane: str | None = None) -> str | None:
+    def lane_of(self, grant: str) -> str | None:
+        """The lane of a grant that can still be redeemed; None if unknown, used or expired.
+
+        The refund service checks it against the refund's `register_id` and the client's
+        lane before redeeming, so a refusal can name the field at fault.
+        """
+        self._expire()
+        entry = self._grants.get(grant)
+        return None if entry is None else entry.lane
+
+    def redeem(self, grant: str, lane: str) -> str | None:
         """The approving manager's id, once; None if unknown, used, expired or not `lane`'s.
 
-        The lane is required (a refund's `register_id`): a grant reached one lane's register
-        and approves only that lane's refunds. A refund naming no lane cannot use a grant,
-        and trying does not burn it.
+        A grant reached one lane's registers and approves only that lane's refunds; trying it
+        for another lane does not use it up.
         """
         self._expire()
         entry = self._grants.get(grant)
@@ -125,15 +134,46 @@ class BadgeApprovals:
                 log.info("lane %s: unknown badge %s on %s", lane, badge, device)
                 await self._audit("badge.unknown", lane, {"device": device, "badge": badge})
                 return None
+        except EdgeError as exc:
+            self._failed(lane, badge, exc)
+            return None
+        return await self._grant(lane, device, badge, manager_id)
+
+    async def claim(self, lane: str, device: str, uid_hex: str) -> bool:
+        """True when a tag from a reader serving both jobs is the gateway's, not the lane's.
+
+        A manager's badge is handled as `tap` handles it and its UID goes no further. Any
+        other tag is False, for the lane to read as a scan; it is not audited, since nobody
+        offered it as a badge. A failed look-up is True: a tag that may be a badge is never
+        shown to registers.
+        """
+        badge = badge_fingerprint(uid_hex)
+        try:
+            manager_id = await self._manager_for_badge(uid_hex.upper())
+        except EdgeError as exc:
+            self._failed(lane, badge, exc)
+            return True
+        if manager_id is None:
+            return False
+        await self._grant(lane, device, badge, manager_id)
+        return True
+
+    async def _grant(
+        self, lane: str, device: str, badge: str, manager_id: str
+    ) -> ApprovalGrantEvent | None:
+        try:
             await self._audit(
                 "approval.grant_issued",
                 manager_id,
                 {"lane": lane, "device": device, "badge": badge},
             )
-        except EdgeError as exc:  # ledger or audit log unavailable: no unaudited grant
-            self.failures += 1
-            log.error("lane %s: badge %s not handled: %s", lane, badge, exc)
+        except EdgeError as exc:  # audit log unavailable: no unaudited grant
+            self._failed(lane, badge, exc)
             return None
         event = self._grants.issue(lane, manager_id)
         log.info("lane %s: approval grant for manager %s (badge %s)", lane, manager_id, badge)
         return event
+
+    def _failed(self, lane: str, badge: str, exc: EdgeError) -> None:
+        self.failures += 1
+        log.error("lane %s: badge %s not handled: %s", lane, badge, exc)

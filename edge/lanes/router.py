@@ -1,9 +1,12 @@
 """The lane router: where device input becomes lane events on the bus.
 
 It is the readers' sink. A scan is parsed, checked against the lane's duplicate window and
-published as a ScanEvent at once (the latency-critical path has no queue). A badge tap needs
-an async lookup, so taps wait in a small bounded queue that `run()` works through. Tags read
-in "tags" mode are scans with symbology `nfc`.
+published as a ScanEvent at once (the latency-critical path has no queue). A tag that may be
+a manager's badge needs an async look-up, so such taps wait in a small bounded queue that
+`run()` works through: in `approvals` mode every tap is a badge; in `auto` mode a manager's
+badge becomes a grant and any other tag a scan, decided before anything about the tag reaches
+the bus, so a badge's UID never reaches a register. In `tags` mode every tap is a scan at
+once. A tag scan has symbology `nfc`, the UID as data, and the UID and NDEF records parsed.
 """
 
 from __future__ import annotations
@@ -41,17 +44,9 @@ class DeviceHealth:
 
 
 def _tag_scan(tag: TagRead) -> ParsedScan:
-    """A tag as a scan: its first text/URI record as data (parsed like a barcode), else the UID."""
-    content = next(
-        (r.get("text") or r.get("uri") for r in tag.records if r.get("text") or r.get("uri")), None
-    )
-    if content is None:
-        return ParsedScan(
-            "nfc", tag.uid, {"kind": "nfc_tag", "uid": tag.uid, "records": tag.records}
-        )
-    parsed = parse_payload(content)
-    extra: dict[str, Any] = {"uid": tag.uid, "records": tag.records}
-    return ParsedScan("nfc", parsed.data, {**parsed.parsed, **extra})
+    """A tag as the contract's NFC scan: the UID is the data, whatever the tag holds."""
+    ndef = [dict(record) for record in tag.records]
+    return ParsedScan("nfc", tag.uid, {"uid": tag.uid, "ndef": ndef})
 
 
 class LaneRouter:
@@ -68,7 +63,9 @@ class LaneRouter:
         self._badges = badges
         self._clock = clock
         self._duplicates = DuplicateWindow(settings)
-        self._taps: asyncio.Queue[tuple[DeviceRef, TagRead]] = asyncio.Queue(maxsize=TAP_QUEUE)
+        self._taps: asyncio.Queue[tuple[DeviceRef, TagRead, TapMode]] = asyncio.Queue(
+            maxsize=TAP_QUEUE
+        )
         self.health: dict[str, DeviceHealth] = {}
         self.scans = 0
         self.repeats = 0
@@ -96,14 +93,16 @@ class LaneRouter:
         )
 
     def tap(self, device: DeviceRef, tag: TagRead, mode: TapMode) -> None:
-        if mode == "tags" or self._badges is None:
+        if mode == "tags" or (mode == "auto" and self._badges is None):
             self._publish_scan(device, _tag_scan(tag))
             return
+        if self._badges is None:  # a badge-only reader, and no managers to know
+            return
         try:
-            self._taps.put_nowait((device, tag))
+            self._taps.put_nowait((device, tag, mode))
         except asyncio.QueueFull:
             self.dropped_taps += 1
-            log.warning("%s: badge tap dropped, too many waiting", device.id)
+            log.warning("%s: tap dropped, too many waiting for the badge look-up", device.id)
 
     def status(self, device: DeviceRef, state: DeviceState, detail: str = "") -> None:
         previous = self.health.get(device.id)
@@ -137,9 +136,12 @@ class LaneRouter:
         return True, {"devices": devices}
 
     async def run(self) -> None:
-        """Handle badge taps one at a time (lookups hit the ledger)."""
+        """Handle taps that may be badges one at a time (look-ups hit the ledger)."""
         if self._badges is None:
             return
         while True:
-            device, tag = await self._taps.get()
-            await self._badges.tap(device.lane, device.id, tag.uid)
+            device, tag, mode = await self._taps.get()
+            if mode == "approvals":
+                await self._badges.tap(device.lane, device.id, tag.uid)
+            elif not await self._badges.claim(device.lane, device.id, tag.uid):
+                self._publish_scan(device, _tag_scan(tag))

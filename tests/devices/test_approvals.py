@@ -40,9 +40,12 @@ def test_grant_expires_after_its_ttl(bus: EventBus) -> None:
 def test_another_lane_cannot_use_the_grant_and_does_not_burn_it(bus: EventBus) -> None:
     grants = ApprovalGrants(bus, ttl_s=120)
     event = grants.issue("lane-3", "m-17")
+    assert grants.lane_of(event.grant) == "lane-3"
     assert grants.redeem(event.grant, lane="lane-4") is None
-    assert grants.redeem(event.grant, lane=None) is None, "a refund naming no lane cannot use it"
+    assert grants.lane_of(event.grant) == "lane-3", "still good for its own lane"
     assert grants.redeem(event.grant, lane="lane-3") == "m-17"
+    assert grants.lane_of(event.grant) is None, "used up"
+    assert grants.lane_of("g_made-up") is None
 
 
 def test_a_grant_given_back_is_good_again_until_its_ttl(bus: EventBus) -> None:
@@ -123,3 +126,67 @@ async def test_badge_lookup_gets_uppercase_hex(bus: EventBus) -> None:
     assert asked == ["04A1B2"]
     assert event is not None
     assert event.lane == "l"
+
+
+class _Ledger:
+    """Manager look-ups and audit records as a test double for the ledger."""
+
+    def __init__(self, managers: dict[str, str], *, broken: bool = False) -> None:
+        self.managers = managers
+        self.broken = broken
+        self.audit: list[tuple[str, str, dict[str, object]]] = []
+
+    async def manager_for_badge(self, uid: str) -> str | None:
+        if self.broken:
+            raise StorageError("database is locked")
+        return self.managers.get(uid)
+
+    async def record(self, action: str, subject: str, detail: dict[str, object]) -> None:
+        self.audit.append((action, subject, detail))
+
+
+async def test_claim_takes_a_manager_badge_and_leaves_any_other_tag_to_the_lane(
+    bus: EventBus, collect: Callable[..., Collector]
+) -> None:
+    seen = collect(ApprovalGrantEvent)
+    ledger = _Ledger({"04A1B2C3D4E5F6": "m-17"})
+    badges = BadgeApprovals(ApprovalGrants(bus, ttl_s=120), ledger.manager_for_badge, ledger.record)
+    assert await badges.claim("lane-2", "lane2-nfc", "04a1b2c3d4e5f6") is True
+    assert await badges.claim("lane-2", "lane2-nfc", "0A0B0C0D") is False
+    assert [(e.lane, e.manager_id) for e in seen.seen] == [("lane-2", "m-17")]
+    assert ledger.audit == [
+        (
+            "approval.grant_issued",
+            "m-17",
+            {"lane": "lane-2", "device": "lane2-nfc", "badge": badge_fingerprint("04A1B2C3D4E5F6")},
+        )
+    ], "a tag nobody offered as a badge is not audited"
+    assert (badges.unknown, badges.failures) == (0, 0)
+
+
+async def test_claim_keeps_a_tag_whose_look_up_failed(
+    bus: EventBus, collect: Callable[..., Collector]
+) -> None:
+    seen = collect(ApprovalGrantEvent)
+    ledger = _Ledger({"04A1B2C3D4E5F6": "m-17"}, broken=True)
+    badges = BadgeApprovals(ApprovalGrants(bus, ttl_s=120), ledger.manager_for_badge, ledger.record)
+    assert await badges.claim("lane-2", "lane2-nfc", "0A0B0C0D") is True, "it may be a badge"
+    assert seen.seen == []
+    assert badges.failures == 1
+
+
+async def test_claim_of_a_badge_without_an_audit_record_grants_nothing(
+    bus: EventBus, collect: Callable[..., Collector]
+) -> None:
+    seen = collect(ApprovalGrantEvent)
+
+    async def broken_audit(action: str, subject: str, detail: dict[str, object]) -> None:
+        raise StorageError("disk full")
+
+    ledger = _Ledger({"0A0B0C0D": "m-17"})
+    grants = ApprovalGrants(bus, ttl_s=120)
+    badges = BadgeApprovals(grants, ledger.manager_for_badge, broken_audit)
+    assert await badges.claim("lane-2", "lane2-nfc", "0A0B0C0D") is True
+    assert seen.seen == []
+    assert grants.outstanding == 0
+    assert badges.failures == 1

@@ -1,9 +1,11 @@
 """The real daemon with real readers: a serial scan and a manager badge reach the lane's
-register over its WebSocket, and the badge's grant approves exactly one refund on that lane.
+register over its WebSocket, and the badge's grant approves exactly one refund on that lane;
+one NFC reader on its default mode serves both jobs, badges and customers' tags.
 
 This goes through the composition root (`edge-gateway run` in a subprocess): pcscd with the
-vpcd virtual reader for the badge, a socat pty for the serial scanner, the operator CLI for
-the manager and the register's client, and the audit trail and refund rows on disk after.
+vpcd virtual reader for the badge, nfcpy's UDP radio with emulated tags, a socat pty for the
+serial scanner, the operator CLI for the manager and the register's client, and the audit
+trail and refund rows on disk after.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import ndef
 import pytest
 
 from edge.lanes.approvals import badge_fingerprint
@@ -24,6 +27,7 @@ from tests.core.conftest import sale
 from tests.core.daemon import ReadySocket, add_client, cli, env_for, free_port, start
 
 from .conftest import WAIT_S, PtyPair
+from .nfc_emulator import EmulatedType3Tag, free_udp_port
 from .vpcd_card import VirtualCard
 
 BADGE = "04A1B2C3D4E5F6"
@@ -37,11 +41,20 @@ def ready(tmp_path: Path) -> Iterator[ReadySocket]:
     sock.close()
 
 
-async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str, **fields: str) -> Any:
-    """The next message of `kind` (with these field values), skipping others."""
+async def next_of(
+    ws: aiohttp.ClientWebSocketResponse,
+    kind: str,
+    seen: list[str] | None = None,
+    **fields: str,
+) -> Any:
+    """The next message of `kind` (with these field values), skipping others; every message
+    read is added to `seen` as it came."""
     async with asyncio.timeout(WAIT_S * 2):
         while True:
-            message = await ws.receive_json()
+            text = await ws.receive_str()
+            if seen is not None:
+                seen.append(text)
+            message = json.loads(text)
             if message["type"] == kind and all(message.get(k) == v for k, v in fields.items()):
                 return message
 
@@ -132,12 +145,13 @@ mode = "approvals"
                 async with http.post(f"{base}/v1/refunds", json=body, headers=headers) as r:
                     return r.status, await r.json()
 
-            status, body = await post_refund("no-lane", None)
+            status, body = await post_refund("other-lane", "lane-4")
             assert (status, body["type"].rsplit("/", 1)[-1]) == (403, "approval-required")
             status, body = await post_refund("too-many", "lane-3", quantity=10_000)
             assert (status, body["type"].rsplit("/", 1)[-1]) == (409, "quantity-exceeds-returnable")
-            # the refused refund wrote nothing, so the grant is still good for this one
-            status, first = await post_refund("lane-3-a", "lane-3")
+            # the refused refunds wrote nothing, so the grant is still good for this one,
+            # which, as the contract allows, names no register
+            status, first = await post_refund("no-register-id", None)
             assert status == 201, first
             status, body = await post_refund("lane-3-b", "lane-3")
             assert (status, body["type"].rsplit("/", 1)[-1]) == (403, "approval-required")
@@ -161,3 +175,96 @@ mode = "approvals"
     assert subject == "m-17"
     assert json.loads(detail)["badge"] == badge_fingerprint(BADGE)
     assert BADGE not in detail
+
+
+async def test_one_nfc_reader_serves_both_jobs_through_the_daemon(
+    tmp_path: Path, ready: ReadySocket
+) -> None:
+    badge_idm, tag_idm = "03FEFFE011223344", "0102030405060708"
+    radio = free_udp_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(  # no mode: the default serves both jobs
+        f"""
+[[devices.nfc]]
+id = "lane3-nfc"
+lane = "lane-3"
+path = "udp:127.0.0.1:{radio}"
+targets = ["212F"]
+"""
+    )
+    port = free_port()
+    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path, EDGE_CONFIG=str(config))
+    env["EDGE_LOGGING__LEVEL"] = "DEBUG"  # the most the log ever says
+    added = cli(env, "managers", "add", "m-17", "--name", "Dana", "--badge", badge_idm, "--no-pin")
+    assert added.returncode == 0, added.stderr
+    creds = add_client(env)
+    log = tmp_path / "daemon.log"
+    proc = start(env, log)
+    base = f"http://127.0.0.1:{port}"
+    badge = EmulatedType3Tag(radio, badge_idm, [ndef.TextRecord("staff")])
+    customer = EmulatedType3Tag(
+        radio, tag_idm, [ndef.UriRecord("https://example.com/r/1"), ndef.TextRecord("hello")]
+    )
+    received: list[str] = []
+    try:
+        await asyncio.to_thread(ready.wait_for, "READY=1")
+        async with aiohttp.ClientSession() as http:
+            basic = {
+                "Authorization": aiohttp.encode_basic_auth(
+                    creds["client_id"], creds["client_secret"]
+                )
+            }
+            async with http.post(
+                f"{base}/oauth/token", data={"grant_type": "client_credentials"}, headers=basic
+            ) as r:
+                bearer = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+            async with http.post(f"{base}/v1/sales", json=sale(), headers=bearer) as r:
+                assert r.status == 201, await r.text()
+            async with http.ws_connect(
+                f"{base}/v1/events?lane=lane-3&after=0", headers=bearer
+            ) as ws:
+                await next_of(ws, "device.status", received, device="lane3-nfc", state="connected")
+                badge.present()
+                granted = await next_of(ws, "approval.granted", received)
+                await asyncio.to_thread(badge.remove)
+                customer.present()
+                scan = await next_of(ws, "scan", received)
+                await asyncio.to_thread(customer.remove)
+            headers = {**bearer, "Idempotency-Key": "auto-reader"}
+            body = refund(granted["grant"], "lane-3")
+            async with http.post(f"{base}/v1/refunds", json=body, headers=headers) as r:
+                assert r.status == 201, await r.text()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, WAIT_S * 4) == 0
+    finally:
+        for tag in (badge, customer):
+            await asyncio.to_thread(tag.remove)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (granted["lane"], granted["manager_id"]) == ("lane-3", "m-17")
+    assert {k: v for k, v in scan.items() if k not in ("id", "at")} == {
+        "type": "scan",
+        "lane": "lane-3",
+        "device": "lane3-nfc",
+        "symbology": "nfc",
+        "data": tag_idm,
+        "parsed": {
+            "uid": tag_idm,
+            "ndef": [
+                {"type": "uri", "uri": "https://example.com/r/1"},
+                {"type": "text", "text": "hello"},
+            ],
+        },
+    }
+    assert [m for m in received if '"scan"' in m] == [received[-1]], "the badge was no scan"
+    assert not [m for m in received if badge_idm in m], "the register never sees the badge's UID"
+    assert badge_idm not in log.read_text()
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite3") as db:
+        audit = db.execute(
+            "SELECT action, detail FROM audit_log WHERE action LIKE 'badge.%'"
+            " OR action = 'approval.grant_issued'"
+        ).fetchall()
+    assert [(action, json.loads(detail)["badge"]) for action, detail in audit] == [
+        ("approval.grant_issued", badge_fingerprint(badge_idm))
+    ], "the customer's tag is not audited as a badge"

@@ -82,13 +82,25 @@ def test_device_status_is_published_once_per_change(
     assert router.health["lane2-scanner"].state == "connected"
 
 
-def test_tag_without_text_becomes_a_uid_scan_in_tags_mode(
+def test_tag_in_tags_mode_is_a_uid_scan_with_its_ndef_records(
     bus: EventBus, collect: Callable[..., Collector]
 ) -> None:
     scans = collect(ScanEvent)
     nfc = DeviceRef("n", "nfc", "lane-7")
-    LaneRouter(bus, LanesSettings()).tap(
-        nfc, TagRead("04AABBCC", [{"type": "urn:nfc:ext:x", "data_hex": "00"}]), "tags"
-    )
+    records = [{"type": "text", "text": "R-0042-01JD3X5Q7W8ZK3M9T2B4C6D8F0"}]
+    LaneRouter(bus, LanesSettings()).tap(nfc, TagRead("04AABBCC", records), "tags")
     (event,) = scans.seen
-    assert (event.symbology, event.data, event.parsed["kind"]) == ("nfc", "04AABBCC", "nfc_tag")
+    assert (event.symbology, event.data) == ("nfc", "04AABBCC"), "the UID, whatever the tag holds"
+    assert event.parsed == {"uid": "04AABBCC", "ndef": records}
+
+
+def test_without_managers_an_auto_reader_only_scans_and_a_badge_reader_is_silent(
+    bus: EventBus, collect: Callable[..., Collector]
+) -> None:
+    scans = collect(ScanEvent)
+    router = LaneRouter(bus, LanesSettings())
+    router.tap(DeviceRef("n", "nfc", "lane-7"), TagRead("04AABBCC"), "auto")
+    router.tap(DeviceRef("p", "pcsc", "lane-7"), TagRead("04DDEEFF"), "approvals")
+    assert [(s.device, s.data, s.parsed) for s in scans.seen] == [
+        ("n", "04AABBCC", {"uid": "04AABBCC", "ndef": []})
+    ]

@@ -1,8 +1,10 @@
-"""NFC through nfcpy's real UDP driver and an emulated Type 3 tag: taps, NDEF, badges."""
+"""NFC through nfcpy's real UDP driver and an emulated Type 3 tag: taps, NDEF, badges, and
+one reader in `auto` mode serving both jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -12,7 +14,7 @@ import pytest
 from edge.bus import EventBus
 from edge.devices.nfc_reader import NfcReader
 from edge.devices.settings import NfcReaderSettings
-from edge.events import ApprovalGrantEvent, ScanEvent
+from edge.events import ApprovalGrantEvent, DeviceStatusEvent, ScanEvent
 from edge.lanes.approvals import ApprovalGrants, BadgeApprovals, badge_fingerprint
 from edge.lanes.router import LaneRouter
 from edge.lanes.settings import LanesSettings
@@ -21,18 +23,37 @@ from .conftest import Collector, RecordingSink
 from .nfc_emulator import EmulatedType3Tag, free_udp_port
 
 BADGE_IDM = "03FEFFE011223344"
+TAG_IDM = "0102030405060708"
 RETURN_ID = "R-0042-01JD3X5Q7W8ZK3M9T2B4C6D8F0"
+URI = "https://example.com/r/1"
 
 
-def reader_settings(port: int, mode: str = "tags") -> NfcReaderSettings:
+def reader_settings(port: int, mode: str | None = "tags") -> NfcReaderSettings:
+    """The reader on the UDP radio; `mode=None` leaves the mode at its default."""
     return NfcReaderSettings(
         id="lane3-nfc",
         lane="lane-3",
         path=f"udp:127.0.0.1:{port}",
-        mode=mode,
         targets=["212F"],
         reconnect_s=0.05,
+        **({} if mode is None else {"mode": mode}),
     )
+
+
+def customer_tag_records() -> list[ndef.Record]:
+    """A URI, a text and a record of a type registers cannot know (given to them as hex)."""
+    return [
+        ndef.UriRecord(URI),
+        ndef.TextRecord(RETURN_ID),
+        ndef.Record("urn:nfc:ext:example.com:loyalty", "", b"\x01\xab"),
+    ]
+
+
+CUSTOMER_TAG_NDEF = [
+    {"type": "uri", "uri": URI},
+    {"type": "text", "text": RETURN_ID},
+    {"type": "urn:nfc:ext:example.com:loyalty", "data": "01AB"},
+]
 
 
 @pytest.fixture
@@ -51,9 +72,7 @@ async def tags() -> AsyncIterator[list[EmulatedType3Tag]]:
 async def test_tap_delivers_uid_and_ndef_records_once_per_presentation(
     sink: RecordingSink, port: int, tags: list[EmulatedType3Tag]
 ) -> None:
-    tag = EmulatedType3Tag(
-        port, BADGE_IDM, [ndef.TextRecord(RETURN_ID), ndef.UriRecord("https://example.com/r/1")]
-    )
+    tag = EmulatedType3Tag(port, BADGE_IDM, [ndef.TextRecord(RETURN_ID), ndef.UriRecord(URI)])
     tags.append(tag)
     reader = NfcReader(reader_settings(port), sink)
     task = asyncio.create_task(reader.run())
@@ -64,16 +83,18 @@ async def test_tap_delivers_uid_and_ndef_records_once_per_presentation(
         device, read, mode = await sink.next("tap")
         assert (device.id, mode) == ("lane3-nfc", "tags")
         assert read.uid == BADGE_IDM
-        assert read.records[0] == {"type": "text", "text": RETURN_ID, "language": "en"}
-        assert read.records[1] == {"type": "uri", "uri": "https://example.com/r/1"}
+        assert read.records == [
+            {"type": "text", "text": RETURN_ID},
+            {"type": "uri", "uri": URI},
+        ]
         # while the tag stays on the reader it is not reported again: the next tap is the
         # next card presented
         await asyncio.to_thread(tag.remove)
-        other = EmulatedType3Tag(port, "0102030405060708", [])
+        other = EmulatedType3Tag(port, TAG_IDM, [])
         tags.append(other)
         other.present()
         _, again, _ = await sink.next("tap")
-        assert (again.uid, again.records) == ("0102030405060708", [])
+        assert (again.uid, again.records) == (TAG_IDM, [])
         assert reader.taps == 2
     finally:
         task.cancel()
@@ -85,7 +106,7 @@ async def test_tag_in_tags_mode_is_a_scan_on_the_lane(
     bus: EventBus, collect: Callable[..., Collector], port: int, tags: list[EmulatedType3Tag]
 ) -> None:
     scans = collect(ScanEvent)
-    tag = EmulatedType3Tag(port, "0102030405060708", [ndef.TextRecord(RETURN_ID)])
+    tag = EmulatedType3Tag(port, TAG_IDM, customer_tag_records())
     tags.append(tag)
     reader = NfcReader(reader_settings(port), LaneRouter(bus, LanesSettings()))
     task = asyncio.create_task(reader.run())
@@ -96,10 +117,9 @@ async def test_tag_in_tags_mode_is_a_scan_on_the_lane(
             "lane-3",
             "lane3-nfc",
             "nfc",
-            RETURN_ID,
+            TAG_IDM,
         )
-        assert scan.parsed["kind"] == "return_id"
-        assert scan.parsed["uid"] == "0102030405060708"
+        assert scan.parsed == {"uid": TAG_IDM, "ndef": CUSTOMER_TAG_NDEF}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -144,6 +164,66 @@ async def test_manager_badge_tap_yields_a_grant_for_the_lane_and_is_audited(
     assert scans.seen == [], "a badge is never sent to the register as a scan"
     assert grants.redeem(event.grant, "lane-3") == "m-17"
     assert grants.redeem(event.grant, "lane-3") is None, "single use"
+
+
+async def test_one_reader_in_auto_mode_grants_for_a_badge_and_scans_any_other_tag(
+    bus: EventBus,
+    collect: Callable[..., Collector],
+    port: int,
+    tags: list[EmulatedType3Tag],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge")
+    grants_seen = collect(ApprovalGrantEvent)
+    scans = collect(ScanEvent)
+    statuses = collect(DeviceStatusEvent)
+    audit: list[tuple[str, str, dict[str, object]]] = []
+
+    async def manager_for_badge(uid_hex: str) -> str | None:
+        return "m-17" if uid_hex == BADGE_IDM else None
+
+    async def record(action: str, subject: str, detail: dict[str, object]) -> None:
+        audit.append((action, subject, detail))
+
+    grants = ApprovalGrants(bus, ttl_s=120)
+    router = LaneRouter(bus, LanesSettings(), BadgeApprovals(grants, manager_for_badge, record))
+    settings = reader_settings(port, mode=None)
+    assert settings.mode == "auto", "one reader serves both jobs unless told otherwise"
+    badge = EmulatedType3Tag(port, BADGE_IDM, [ndef.TextRecord("staff")])
+    customer = EmulatedType3Tag(port, TAG_IDM, customer_tag_records())
+    tags.extend([badge, customer])
+    reader = NfcReader(settings, router)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(reader.run()), group.create_task(router.run())]
+        badge.present()
+        granted = await grants_seen.next()
+        await asyncio.to_thread(badge.remove)
+        customer.present()
+        scan = await scans.next()
+        for task in tasks:
+            task.cancel()
+    assert (granted.lane, granted.manager_id) == ("lane-3", "m-17")
+    assert scans.seen == [scan], "the badge never became a scan"
+    assert (scan.lane, scan.device, scan.symbology, scan.data) == (
+        "lane-3",
+        "lane3-nfc",
+        "nfc",
+        TAG_IDM,
+    )
+    assert scan.parsed == {"uid": TAG_IDM, "ndef": CUSTOMER_TAG_NDEF}
+    published = [e.model_dump_json() for e in [*grants_seen.seen, *scans.seen, *statuses.seen]]
+    assert statuses.seen
+    assert not [e for e in published if BADGE_IDM in e], "nothing on the bus names the badge"
+    assert BADGE_IDM not in caplog.text
+    assert badge_fingerprint(BADGE_IDM) in caplog.text, "the log names the badge by fingerprint"
+    assert audit == [
+        (
+            "approval.grant_issued",
+            "m-17",
+            {"lane": "lane-3", "device": "lane3-nfc", "badge": badge_fingerprint(BADGE_IDM)},
+        )
+    ], "a customer's tag is not audited as a badge"
+    assert grants.redeem(granted.grant, "lane-3") == "m-17"
 
 
 async def test_reader_that_cannot_open_reports_and_retries(sink: RecordingSink) -> None:
