@@ -31,8 +31,8 @@ from edge.hqlink.mqtt import Message, MqttClient, Will
 from edge.hqlink.payloads import dumps
 from edge.hqlink.settings import BrokerSettings
 from edge.ledger.timefmt import iso, parse_iso, utcnow
-from tests.core.daemon import ROOT
-from tests.hqlink.broker import Mosquitto
+
+from .support import ROOT, Mosquitto
 
 PREFIX = "retail/v1"
 
@@ -158,8 +158,9 @@ async def simulate(port: int, gateways: int, interval: float, seconds: float) ->
           f"  ({result['seen_at_sync']} of {gateways} gateways)")  # fmt: skip
     print(f"  health published / applied by fleet     {sent:8d} / {result['health_applied']}"
           f"  ({result['health_applied'] / max(1, sent):.0%})")  # fmt: skip
-    print(f"  fleet lag behind health p50 / p99       {result['lag_p50_ms']:8.1f} / "
-          f"{result['lag_p99_ms'] or 0:.1f} ms")  # fmt: skip
+    p99 = result["lag_p99_ms"]  # None below 100 samples: too few for a 99th percentile
+    print(f"  fleet lag behind health p50 / p99       {result['lag_p50_ms'] or 0:8.1f} / "
+          f"{'-' if p99 is None else f'{p99:.1f}'} ms")  # fmt: skip
     print(f"  {kill} killed at once: all offline in fleet {will_s:8.2f} s"
           f"  ({result['offline_seen']} of {kill} Wills seen)")  # fmt: skip
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import aiosqlite
 
-from tests.core.daemon import ReadySocket, add_client, env_for, free_port, start
+from .support import ReadySocket, add_client, free_port, gateway_env, start_gateway
 
 BASE_ROWS = (
     "CREATE TABLE refunds (id TEXT PRIMARY KEY, sale_id TEXT, total INTEGER, body TEXT);"
@@ -169,11 +169,11 @@ async def main() -> None:
         folder = Path(tmp)
         port = free_port()
         ready = ReadySocket(folder)
-        env = env_for(
+        env = gateway_env(
             folder / "data", port, NOTIFY_SOCKET=ready.path, EDGE_LOGGING__LEVEL="WARNING"
         )
-        creds = add_client(env)
-        proc = start(env, folder / "daemon.log")
+        creds = add_client(env, "bench-register")
+        proc = start_gateway(env, folder / "daemon.log")
         try:
             await asyncio.to_thread(ready.wait_for, "READY=1")
             base = f"http://127.0.0.1:{port}"

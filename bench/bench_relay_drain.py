@@ -37,8 +37,8 @@ from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin, append_event
 from edge.ledger.timefmt import utcnow
-from tests.core.daemon import ROOT
-from tests.hqlink.broker import Mosquitto
+
+from .support import ROOT, Mosquitto
 
 ORIGIN = Origin("0042", "gw-01")
 LINES = [

@@ -41,6 +41,7 @@ async def run_gateway(
     notifier: Notifier | None = None,
 ) -> None:
     """Run until `stop` is set, then shut down in order."""
+    _warn_on_example_ids(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     bus = EventBus()
     origin = Origin(settings.store_id, settings.gateway_id)
@@ -79,7 +80,9 @@ async def run_gateway(
                 ctx,
                 settings.lan.bind,
                 settings.lan.port,
-                extra=EventsApi(hub, ctx.principal).routes(),
+                extra=EventsApi(
+                    hub, ctx.principal, max_per_client=settings.lan.max_subscribers_per_client
+                ).routes(),
             )
         )
         # Entered after the listener, so it closes first and WebSocket clients end at once.
@@ -105,6 +108,28 @@ async def run_gateway(
                 task.cancel()
         notifier.stopping()
         log.info("stopping: finishing in-flight requests, then closing the ledger")
+    log.info("gateway %s/%s stopped", settings.store_id, settings.gateway_id)
+
+
+def _warn_on_example_ids(settings: Settings) -> None:
+    """HQ tells gateways apart by these ids; two left on the example would mix their events."""
+    keys = [
+        f"{key} = {getattr(settings, key)!r}"
+        for key in ("store_id", "gateway_id")
+        if getattr(settings, key) == Settings.model_fields[key].default
+    ]
+    if len(keys) == 1:
+        log.warning(
+            "%s is still the example value: set it in the configuration so HQ can tell"
+            " this gateway from others",
+            keys[0],
+        )
+    elif keys:
+        log.warning(
+            "%s are still the example values: set them in the configuration so HQ can tell"
+            " this gateway from others",
+            " and ".join(keys),
+        )
 
 
 async def _housekeeping(ledger: Ledger, settings: Settings) -> None:

@@ -7,13 +7,16 @@ import getpass
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import open_ledger, settings_from, write
+from edge.cli.common import open_ledger, print_table, settings_from, write
+from edge.domain.pins import new_pin_problem
 from edge.errors import ConfigError
 from edge.ledger import people
 from edge.ledger.audit import verify_audit
+from edge.ledger.timefmt import parse_iso, utcnow
 from edge.settings import load_settings
 
 
@@ -29,6 +32,9 @@ def register(sub: Any) -> None:
     add = clients_sub.add_parser("add", help="create a client; prints its secret once")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=people.ROLES)
+    add.add_argument(
+        "--lane", help="bind a register or handheld to this lane (its events and badge grants)"
+    )
     add.add_argument("--json", action="store_true", help="print the credentials as JSON")
     add.set_defaults(func=_clients_add)
     lst = clients_sub.add_parser("list", help="list clients")
@@ -74,14 +80,48 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lane_problem(role: str, lane: str | None) -> str | None:
+    """Why `--lane` cannot be used as given, or None."""
+    if lane is None:
+        return None
+    if role not in people.LANE_ROLES:
+        return f"--lane is for register and handheld clients; a {role} client sees every lane"
+    if not re.fullmatch(people.LANE_PATTERN, lane):
+        return "a lane is 1 to 48 letters, digits, '.', '_' or '-', as named in [devices]"
+    return None
+
+
 def _clients_add(args: argparse.Namespace) -> int:
+    problem = _lane_problem(args.role, args.lane)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     conn = open_ledger(settings_from(args))
     with write(conn) as at:
-        client_id, secret = people.add_client(conn, args.name, args.role, at)
+        taken = people.active_client_named(conn, args.name)
+        if taken is not None:
+            print(
+                f"an active client is already named {args.name!r} ({taken}): choose another"
+                " name, or revoke that client first",
+                file=sys.stderr,
+            )
+            return 2
+        client_id, secret = people.add_client(conn, args.name, args.role, at, args.lane)
     if args.json:
-        print(json.dumps({"client_id": client_id, "client_secret": secret, "role": args.role}))
+        print(
+            json.dumps(
+                {
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "role": args.role,
+                    "lane": args.lane,
+                }
+            )
+        )
     else:
         print(f"client_id:     {client_id}\nclient_secret: {secret}\nrole:          {args.role}")
+        if args.lane is not None:
+            print(f"lane:          {args.lane}")
         print("The secret is shown only now; the gateway keeps only its hash.", file=sys.stderr)
     return 0
 
@@ -93,6 +133,7 @@ def _clients_list(args: argparse.Namespace) -> int:
             "client_id": r["client_id"],
             "name": r["name"],
             "role": r["role"],
+            "lane": r["lane"],
             "created_at": r["created_at"],
             "revoked_at": r["revoked_at"],
         }
@@ -101,9 +142,19 @@ def _clients_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    for r in rows:
-        state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
-        print(f"{r['client_id']}  {r['role']:<9} {state:<32} {r['name']}")
+    print_table(
+        ("CLIENT ID", "ROLE", "LANE", "STATE", "NAME"),
+        [
+            (
+                r["client_id"],
+                r["role"],
+                r["lane"] or "-",
+                f"revoked {r['revoked_at']}" if r["revoked_at"] else "active",
+                r["name"],
+            )
+            for r in rows
+        ],
+    )
     return 0
 
 
@@ -118,12 +169,32 @@ def _clients_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+class _PinRefused(Exception):
+    """Why no PIN was taken, in one line for the operator."""
+
+
 def _read_pin(args: argparse.Namespace) -> str | None:
+    """The new PIN, from standard input or asked twice at the terminal; never echoed."""
     if args.no_pin:
         return None
-    pin = sys.stdin.readline().strip() if args.pin_stdin else getpass.getpass("PIN: ")
-    if not re.fullmatch(r"[0-9]{4,12}", pin):
-        raise SystemExit("a PIN is 4 to 12 digits")
+    if args.pin_stdin:
+        pin = sys.stdin.readline().strip()
+    elif not sys.stdin.isatty():
+        msg = "no terminal to ask for the PIN: pipe it in with --pin-stdin, or use --no-pin --badge"
+        raise _PinRefused(msg)
+    else:
+        try:
+            pin = getpass.getpass("PIN: ")
+            again = getpass.getpass("PIN again: ")
+        except EOFError:
+            msg = "no PIN entered; nothing saved"
+            raise _PinRefused(msg) from None
+        if pin != again:
+            msg = "the two PINs differ; nothing saved"
+            raise _PinRefused(msg)
+    problem = new_pin_problem(pin)
+    if problem is not None:
+        raise _PinRefused(f"PIN refused: {problem}")
     return pin
 
 
@@ -131,7 +202,11 @@ def _managers_add(args: argparse.Namespace) -> int:
     if args.badge is not None and not re.fullmatch(r"(?:[0-9A-Fa-f]{2}[: ]?){4,10}", args.badge):
         print("a badge UID is 4 to 10 bytes in hex", file=sys.stderr)
         return 2
-    pin = _read_pin(args)
+    try:
+        pin = _read_pin(args)
+    except _PinRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if pin is None and args.badge is None:
         print("a manager needs a PIN, a badge, or both", file=sys.stderr)
         return 2
@@ -158,10 +233,26 @@ def _managers_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    for r in rows:
-        how = "+".join(k for k in ("pin", "badge") if r[k])
-        print(f"{r['manager_id']:<12} {how:<10} {r['name']}")
+    now = utcnow()
+    print_table(
+        ("MANAGER", "APPROVES WITH", "STATE", "NAME"),
+        [
+            (
+                r["manager_id"],
+                "+".join(k for k in ("pin", "badge") if r[k]),
+                _lock_state(r["locked_until"], now),
+                r["name"],
+            )
+            for r in rows
+        ],
+    )
     return 0
+
+
+def _lock_state(locked_until: str | None, now: datetime) -> str:
+    if locked_until and parse_iso(locked_until) > now:
+        return f"locked until {locked_until}"
+    return "active"
 
 
 def _managers_remove(args: argparse.Namespace) -> int:

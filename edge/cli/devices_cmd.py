@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.cli.common import settings_from
+from edge.cli.common import print_table, settings_from
 from edge.devices.input_discovery import EvdevFinder, InputDeviceInfo, match_scanner
 from edge.devices.readers import DeviceReaders
 from edge.devices.settings import DevicesSettings, KeyboardScannerSettings
@@ -162,15 +162,21 @@ def _list(args: argparse.Namespace) -> int:
             f"no keyboard-capable input devices under {settings.devices.input_dir}, none configured"
         )
         return 0
-    for row in rows:
-        where = row.get("path", "")
-        extra = (
-            f" {row['name']!r} {row['vendor_product']} port={row['port'] or '-'}"
-            if "name" in row
-            else ""
-        )
-        serves = f"{row['device']} -> {row['lane']}" if row.get("device") else "-"
-        print(f"{row['kind']:<8} {where:<22} {serves:<28} {row['state']}{extra}")
+    print_table(
+        ("KIND", "PATH", "DEVICE -> LANE", "STATE", "SEEN AS"),
+        [
+            (
+                row["kind"],
+                row.get("path") or "-",
+                f"{row['device']} -> {row['lane']}" if row.get("device") else "-",
+                row["state"],
+                f"{row['name']!r} {row['vendor_product']} port={row['port'] or '-'}"
+                if "name" in row
+                else "",
+            )
+            for row in rows
+        ],
+    )
     return 0
 
 

@@ -123,7 +123,7 @@ class Gateway:
             return r.status, data, r.headers
 
     async def manager(
-        self, manager_id: str = "m-17", pin: str = "4821", badge: str | None = None
+        self, manager_id: str = "m-17", pin: str = "482913", badge: str | None = None
     ) -> None:
         pin_hash = people.hash_pin(pin)
         await self.ledger.write(

@@ -98,17 +98,17 @@ async def test_approval_over_threshold_by_pin(gw: Gateway) -> None:
     await gw.call("POST", "/v1/sales", big_sale())
     status, problem, _ = await gw.call("POST", "/v1/refunds", refund("S-BIG"), key="p0")
     assert (status, problem["type"].rsplit("/", 1)[1]) == (403, "approval-required")
-    wrong = refund("S-BIG", approval={"manager_id": "m-17", "pin": "0000"})
+    wrong = refund("S-BIG", approval={"manager_id": "m-17", "pin": "000000"})
     status, problem, _ = await gw.call("POST", "/v1/refunds", wrong, key="p1")
     assert (status, problem["errors"][0]["field"]) == (403, "approval.pin")
-    good = refund("S-BIG", approval={"manager_id": "m-17", "pin": "4821"})
+    good = refund("S-BIG", approval={"manager_id": "m-17", "pin": "482913"})
     status, data, _ = await gw.call("POST", "/v1/refunds", good, key="p1")
     assert status == 201, data
     assert data["approved_by"] == "m-17"
     db = sqlite3.connect(gw.ledger.path)
     actions = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY seq")]
     assert "approval.pin_failed" in actions
-    assert "4821" not in " ".join(r[0] for r in db.execute("SELECT detail FROM audit_log"))
+    assert "482913" not in " ".join(r[0] for r in db.execute("SELECT detail FROM audit_log"))
 
 
 @pytest.fixture
@@ -123,11 +123,11 @@ def settings(tmp_path) -> Settings:
 async def test_wrong_pins_lock_the_manager(gw: Gateway) -> None:
     await gw.manager()
     await gw.call("POST", "/v1/sales", big_sale())
-    wrong = refund("S-BIG", approval={"manager_id": "m-17", "pin": "1111"})
+    wrong = refund("S-BIG", approval={"manager_id": "m-17", "pin": "111111"})
     for i in range(3):
         status, _, _ = await gw.call("POST", "/v1/refunds", wrong, key=f"x{i}")
         assert status == 403
-    right = refund("S-BIG", approval={"manager_id": "m-17", "pin": "4821"})
+    right = refund("S-BIG", approval={"manager_id": "m-17", "pin": "482913"})
     status, problem, headers = await gw.call("POST", "/v1/refunds", right, key="x9")
     assert status == 429
     assert problem["type"].endswith("/approval-locked")
@@ -145,7 +145,7 @@ async def test_no_receipt_and_goodwill_go_through_the_same_path(gw: Gateway) -> 
     }
     status, problem, _ = await gw.call("POST", "/v1/refunds", goodwill, key="g0")
     assert (status, problem["type"].rsplit("/", 1)[1]) == (403, "approval-required")
-    goodwill["approval"] = {"manager_id": "m-17", "pin": "4821"}
+    goodwill["approval"] = {"manager_id": "m-17", "pin": "482913"}
     status, data, _ = await gw.call("POST", "/v1/refunds", goodwill, key="g1")
     assert status == 201, data
     assert data["kind"] == "goodwill"
@@ -199,7 +199,7 @@ async def test_shipping_is_refunded_only_with_the_last_unit_when_configured(gw: 
 async def test_offline_limits_apply_to_cards_not_store_credit(gw: Gateway, link) -> None:
     await gw.manager()
     await gw.call("POST", "/v1/sales", big_sale())
-    approval = {"manager_id": "m-17", "pin": "4821"}
+    approval = {"manager_id": "m-17", "pin": "482913"}
     status, problem, _ = await gw.call(
         "POST", "/v1/refunds", refund("S-BIG", approval=approval), key="o1"
     )

@@ -182,7 +182,7 @@ def test_operator_cli(tmp_path: Path) -> None:
         "--badge",
         "04:A2:2B:1A",
         "--pin-stdin",
-        stdin="4821\n",
+        stdin="482913\n",
     )
     assert out.returncode == 0, out.stderr
     managers = json.loads(cli(env, "managers", "list", "--json").stdout)
