@@ -190,11 +190,14 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "LIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n"
         f"CHANNELID {port}\n"
     )
-    unshare = ["unshare", "--mount", "--propagation", "private"]
+    # `unshare --propagation private` fails inside a chroot (its / is no mount point), so
+    # the namespace makes its own mounts private: / where it can, else /run.
+    unshare = ["unshare", "--mount", "--propagation", "unchanged"]
     if os.geteuid() != 0:
         unshare.insert(1, "--map-root-user")
     script = (
-        "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/pcscd"
+        "{ mount --make-rprivate / || mount --make-rprivate /run; } 2>/dev/null;"
+        " mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/pcscd"
         f" && exec pcscd --foreground --info -c {conf}"
     )
     proc = subprocess.Popen(
