@@ -138,8 +138,9 @@ class Session:
 
     async def wait_closed(self) -> None:
         if self._misc is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._misc
+            # asyncio.wait, not `await`: the keepalive task's own cancellation is expected and
+            # must not be taken for (or swallow) a cancellation of the task that waits here.
+            await asyncio.wait([self._misc])
 
     # ---- paho callbacks: resolve futures or hand on, never block ----------------
 
