@@ -32,6 +32,7 @@ from edge.hqlink.payloads import dumps
 from edge.hqlink.settings import BrokerSettings
 from edge.ledger.timefmt import iso, parse_iso, utcnow
 
+from .report import Figure
 from .support import ROOT, Mosquitto
 
 PREFIX = "retail/v1"
@@ -119,7 +120,8 @@ async def watch(port: int, gateways: int, seconds: float, kill: int) -> dict[str
     }
 
 
-async def simulate(port: int, gateways: int, interval: float, seconds: float) -> None:
+async def simulate(port: int, gateways: int, interval: float, seconds: float) -> tuple[int, int]:
+    """Prints the fleet's figures; returns (health messages sent, applied by `fleet`)."""
     sims = [SimGateway(port, n) for n in range(gateways)]
     began = time.perf_counter()
     for sim in sims:
@@ -163,6 +165,30 @@ async def simulate(port: int, gateways: int, interval: float, seconds: float) ->
           f"{'-' if p99 is None else f'{p99:.1f}'} ms")  # fmt: skip
     print(f"  {kill} killed at once: all offline in fleet {will_s:8.2f} s"
           f"  ({result['offline_seen']} of {kill} Wills seen)")  # fmt: skip
+    return sent, int(result["health_applied"])
+
+
+def figures(quick: bool, gateways: int | None = None, seconds: float | None = None) -> list[Figure]:
+    gateways = gateways or (200 if quick else 1000)
+    seconds = seconds or (3.0 if quick else 10.0)
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        broker = Mosquitto(Path(tmp))
+        broker.start()
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                sent, applied = runner.run(simulate(broker.port, gateways, 1.0, seconds))
+        finally:
+            broker.stop()
+    return [
+        Figure(
+            "fleet",
+            f"health shown by `fleet`, {gateways:,} gateways",
+            applied,
+            "msgs",
+            sent,
+            "health published",
+        )
+    ]
 
 
 def main() -> None:

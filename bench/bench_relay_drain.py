@@ -30,14 +30,18 @@ import uvloop
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.bus import EventBus
+from edge.domain.ids import new_ulid
 from edge.hqlink.link import HqLink
-from edge.hqlink.mqtt import Message, MqttClient
+from edge.hqlink.mqtt import MqttClient
+from edge.hqlink.payloads import dumps
 from edge.hqlink.settings import BrokerSettings, HqSettings
+from edge.hqlink.topics import GatewayTopics
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin, append_event
 from edge.ledger.timefmt import utcnow
 
+from .report import Figure, Target, print_table
 from .support import ROOT, Mosquitto
 
 ORIGIN = Origin("0042", "gw-01")
@@ -72,7 +76,7 @@ async def drain(folder: Path, port: int, events: int) -> tuple[float, int]:
     )
     bus = EventBus()
     hq = await start_hq(folder, port)
-    await hq_present(port)
+    await hq_listening(port, folder)
     try:
         async with Ledger(folder / "ledger.sqlite3", bus, ORIGIN) as ledger:
             link = HqLink(settings, ledger=ledger, bus=bus, data_dir=folder, version="bench")
@@ -106,27 +110,42 @@ async def _until(condition: Callable[[], bool], done: asyncio.Event) -> None:
                 await done.wait()
 
 
-async def hq_present(port: int) -> None:
-    """Until the HQ service announced itself on the broker."""
-    seen = asyncio.Event()
+async def hq_listening(port: int, folder: Path, timeout_s: float = 60.0) -> None:
+    """Until the HQ service answers an order look-up: its events subscription (made in the
+    same SUBSCRIBE as look-ups) is then in place, so no event is published to nobody.
 
-    def on_message(msg: Message) -> None:
-        if b'"online"' in msg.payload:
-            seen.set()
-
-    watcher = MqttClient(
+    Presence is optional in the contract (v1.1), so it is not waited for.
+    """
+    topics = GatewayTopics(HqSettings().prefix, "bench-probe", "probe")
+    answered = asyncio.Event()
+    probe = MqttClient(
         BrokerSettings(port=port),
-        "bench-watch",
-        name="bench-watch",
-        on_message=on_message,
-        subscriptions=[("retail/v1/_hq/presence/+", 1)],
+        "bench-probe",
+        name="bench-probe",
+        on_message=lambda _msg: answered.set(),
+        subscriptions=[(topics.lookup_reply, 1)],
     )
-    async with watcher:
-        task = asyncio.create_task(watcher.run())
-        async with asyncio.timeout(30):
-            await seen.wait()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with probe:
+        task = asyncio.create_task(probe.run(), name="bench-probe")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await probe.wait_connected()
+                while not answered.is_set():
+                    body = {
+                        "request_id": new_ulid(utcnow()),
+                        "code": "PROBE-1",
+                        "reply_to": topics.lookup_reply,
+                    }
+                    probe.publish(topics.lookup, dumps(body), qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            await answered.wait()
+        except TimeoutError:
+            msg = f"the HQ service did not answer within {timeout_s:g} s; see {folder / 'hq.log'}"
+            raise RuntimeError(msg) from None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def paho_baseline(port: int, payload: bytes, count: int, in_flight: int = 20) -> float:
@@ -160,34 +179,53 @@ def paho_baseline(port: int, payload: bytes, count: int, in_flight: int = 20) ->
     return count / elapsed
 
 
+def measure(folder: Path, events: int) -> tuple[float, float, int, int]:
+    """(end-to-end events/s, raw paho msg/s, re-sent events, payload bytes)."""
+    make_backlog(folder / "ledger.sqlite3", events)
+    conn = open_sync(folder / "ledger.sqlite3")
+    payload = conn.execute("SELECT envelope FROM outbox LIMIT 1").fetchone()[0].encode()
+    conn.close()
+    broker = Mosquitto(folder / "broker")
+    broker.start()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            rate, resent = runner.run(drain(folder, broker.port, events))
+        raw = paho_baseline(broker.port, payload, events)
+    finally:
+        broker.stop()
+    return rate, raw, resent, len(payload)
+
+
+def figures(quick: bool, folder: Path | None = None, events: int | None = None) -> list[Figure]:
+    events = events or (20_000 if quick else 100_000)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        rate, raw, resent, size = measure(Path(tmp), events)
+    print(f"events: {events}, payload {size} bytes, window 50")
+    print(f"raw paho QoS 1, 20 in flight (PUBACK only)   {raw:10,.0f} msg/s   1.00x")
+    print(
+        f"outbox drained end to end (HQ-acked, done)  {rate:10,.0f} events/s "
+        f"{rate / raw:6.2f}x   ({resent} re-sent)",
+        flush=True,
+    )
+    return [
+        Figure(
+            "relay_drain",
+            f"{events:,}-event backlog drained end to end",
+            rate,
+            "/s",
+            raw,
+            "raw paho QoS 1, PUBACK only",
+            Target("ratio", ">=", 0.5),
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="bench-relay-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    make_backlog(folder / "ledger.sqlite3", args.events)
-    payload = (
-        open_sync(folder / "ledger.sqlite3")
-        .execute("SELECT envelope FROM outbox LIMIT 1")
-        .fetchone()[0]
-        .encode()
-    )
-    broker = Mosquitto(folder / "broker")
-    broker.start()
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            rate, resent = runner.run(drain(folder, broker.port, args.events))
-        raw = paho_baseline(broker.port, payload, args.events)
-    finally:
-        broker.stop()
-    print(f"events: {args.events}, payload {len(payload)} bytes, window 50, data in {folder}")
-    print(f"raw paho QoS 1, 20 in flight (PUBACK only)   {raw:10,.0f} msg/s   1.00x")
-    print(
-        f"outbox drained end to end (HQ-acked, done)  {rate:10,.0f} events/s "
-        f"{rate / raw:6.2f}x   ({resent} re-sent)"
-    )
+    print_table(figures(False, args.dir, args.events))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from edge.lanes.router import LaneRouter
 from edge.lanes.settings import LanesSettings
 
 from .keyboard_pipe import PipeFinder
+from .report import Figure
 
 SCAN = "]C1010950600013435210ABC123\x1d17261231"  # GS1-128: GTIN, batch, expiry
 PORT_A = "pci-0000:00:14.0-usb-0:1.1:1.0"
@@ -68,7 +69,8 @@ async def measure(times: int, once: Callable[[], object]) -> list[float]:
     return samples
 
 
-async def run(scans: int) -> None:
+async def run(scans: int) -> tuple[float, float]:
+    """Prints the latencies; returns the p99 of scans and of the bare echo, in ms."""
     bus = EventBus()
     connected = asyncio.Event()
     bus.subscribe(DeviceStatusEvent, lambda ev: ev.state == "connected" and connected.set())
@@ -127,6 +129,23 @@ async def run(scans: int) -> None:
     ):
         p50, p99, worst = percentiles(samples)
         print(f"  {name:<38} {p50:7.3f}  {p99:7.3f}  {worst:7.3f}")
+    return percentiles(scan_samples)[1], percentiles(echo_samples)[1]
+
+
+def figures(quick: bool, scans: int | None = None) -> list[Figure]:
+    import uvloop  # noqa: PLC0415 - as the daemon runs
+
+    scan_p99, echo_p99 = uvloop.run(run(scans or (300 if quick else 1000)))
+    return [
+        Figure(
+            "scan_latency",
+            "raw key events -> lane WebSocket, p99",
+            scan_p99,
+            "ms",
+            echo_p99,
+            "bare aiohttp WebSocket echo p99",
+        )
+    ]
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ virtualenv `scripts/run` builds, without the test extras.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import getpass
 import json
 import os
@@ -14,6 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,87 @@ def add_client(env: dict[str, str], name: str, role: str = "register") -> dict[s
 def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen([*CLI, "run"], env=env, stdout=sink, stderr=sink, cwd=ROOT)
+
+
+def access_token(base: str, creds: dict[str, Any]) -> str:
+    """A bearer token for the client, from the gateway's OAuth endpoint."""
+    basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
+    request = urllib.request.Request(
+        f"{base}/oauth/token",
+        data=b"grant_type=client_credentials",
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["access_token"])
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    base: str
+    token: str
+    pid: int
+
+
+@contextlib.contextmanager
+def running_gateway(
+    folder: Path, *, preload: Path | None = None, **extra_env: str
+) -> Iterator[RunningGateway]:
+    """A gateway process on `folder/data` (seed its ledger first if the benchmark needs one),
+    with a register client; `preload` is an LD_PRELOAD library for the gateway alone."""
+    port = free_port()
+    ready = ReadySocket(folder)
+    env = gateway_env(
+        folder / "data", port, NOTIFY_SOCKET=ready.path, EDGE_LOGGING__LEVEL="WARNING", **extra_env
+    )
+    creds = add_client(env, "bench-register")
+    if preload is not None:
+        env["LD_PRELOAD"] = str(preload)
+    proc = start_gateway(env, folder / "daemon.log")
+    try:
+        ready.wait_for("READY=1", timeout=120)
+        if preload is not None and str(preload) not in Path(f"/proc/{proc.pid}/maps").read_text():
+            raise RuntimeError(f"{preload} is not loaded in the gateway")
+        base = f"http://127.0.0.1:{port}"
+        yield RunningGateway(base, access_token(base, creds), proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        ready.close()
+
+
+def build_slow_fsync_shim(folder: Path) -> Path:
+    """bench/slow_fsync.c built with the system C compiler into `folder`."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("a C compiler (cc) is needed: sudo apt-get install build-essential")
+    out = folder / "slow_fsync.so"
+    source = Path(__file__).with_name("slow_fsync.c")
+    subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(source), "-ldl"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class ProcUsage:
+    rss_mib: float
+    cpu_s: float  # user + system seconds so far
+
+
+def proc_usage(pid: int) -> ProcUsage:
+    """Resident memory and CPU time of a process, from /proc."""
+    rss_kib = 0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss_kib = int(line.split()[1])
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ProcUsage(rss_kib / 1024, ticks / os.sysconf("SC_CLK_TCK"))
 
 
 class ReadySocket:

@@ -17,14 +17,18 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.cli.common import print_table, settings_from
-from edge.devices.input_discovery import EvdevFinder, InputDeviceInfo, match_scanner
 from edge.devices.readers import DeviceReaders
 from edge.devices.settings import DevicesSettings, KeyboardScannerSettings
 from edge.devices.sink import DeviceRef, DeviceState, TagRead, TapMode
-from edge.scan.payload import parse_payload
+
+if TYPE_CHECKING:
+    from edge.devices.input_discovery import InputDeviceInfo
+
+# evdev, xkbcommon and biip are imported by the commands that use them: `edge-gateway run`
+# loads this module too, and a gateway without scanners must not carry them in memory.
 
 
 def register(sub: Any) -> None:
@@ -69,6 +73,8 @@ def _grab_state(info: InputDeviceInfo) -> str:
 
 
 def _keyboard_rows(devices: DevicesSettings) -> list[dict[str, Any]]:
+    from edge.devices.input_discovery import EvdevFinder, match_scanner  # noqa: PLC0415
+
     rows: list[dict[str, Any]] = []
     matched: set[str] = set()
     for info in EvdevFinder(devices.input_dir).scan():
@@ -194,6 +200,8 @@ class _PrintingSink:
         print(f"{stamp} {text}", file=self._out, flush=True)
 
     def scan(self, device: DeviceRef, payload: str) -> None:
+        from edge.scan.payload import parse_payload  # noqa: PLC0415
+
         scan = parse_payload(payload)
         self._line(
             f"scan {device.lane} {device.id} {scan.symbology} {scan.data!r}"
@@ -217,6 +225,8 @@ class _PrintingSink:
 
 
 def _with_unconfigured(devices: DevicesSettings, layout: str) -> DevicesSettings:
+    from edge.devices.input_discovery import EvdevFinder, match_scanner  # noqa: PLC0415
+
     extra: list[KeyboardScannerSettings] = []
     for info in EvdevFinder(devices.input_dir).scan():
         if match_scanner(info, devices.keyboards) is None and info.by_path:

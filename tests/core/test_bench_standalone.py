@@ -42,6 +42,11 @@ def test_every_benchmark_imports_without_the_tests_or_test_extras() -> None:
         ("bench_refunds", ["--seconds", "0.2"], "gateway API, 64 concurrent clients"),
         ("bench_relay_drain", ["--events", "200"], "outbox drained end to end"),
         ("bench_fleet", ["--gateways", "10", "--seconds", "1"], "killed at once"),
+        ("bench_writer_cpu", ["--refunds", "640"], "writer thread CPU per refund"),
+        ("bench_slow_fsync", ["--seconds", "1", "--delay-ms", "2"], "same, no delay"),
+        ("bench_ledger_size", ["--seconds", "1", "--sizes", "50,100"], "100 pending, 100 sales"),
+        ("bench_idle", ["--seconds", "1"], "idle RSS, no devices"),
+        ("bench", ["--quick", "--only", "writer_cpu"], "writer thread CPU per refund"),
     ],
 )
 def test_each_benchmark_runs_briefly_on_the_package_alone(
@@ -53,7 +58,8 @@ def test_each_benchmark_runs_briefly_on_the_package_alone(
         "import runpy, sys\n"
         f"sys.modules.update(dict.fromkeys({TEST_ONLY!r}))\n"
         f"sys.argv = ['{bench}', *{args!r}]\n"
-        f"runpy.run_module('bench.{bench}', run_name='__main__')\n"
+        f"runpy.run_module('{bench if bench == 'bench' else 'bench.' + bench}',"
+        " run_name='__main__')\n"
     )
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     out = subprocess.run(
