@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from edge.domain.views import RefundStatus, RefundView
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -55,9 +57,16 @@ class RefundUpdated(_Event):
 
     type: Literal["refund.updated"] = "refund.updated"
     return_id: str
-    status: str
-    refund: dict[str, Any]
+    status: RefundStatus
+    refund: RefundView
     at: datetime
+
+    @classmethod
+    def of(cls, refund: RefundView, at: datetime) -> RefundUpdated:
+        """The event for a refund the ledger just wrote (not validated again)."""
+        return cls.model_construct(
+            return_id=refund.return_id, status=refund.status, refund=refund, at=at
+        )
 
 
 class OutboxAppended(_Event):

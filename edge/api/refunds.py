@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from edge.api import examples
 from edge.api.approvals import approve
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
 from edge.api.fields import PAN_MESSAGE
 from edge.api.problems import ProblemError
-from edge.api.routes import READERS, WRITERS, Route
-from edge.api.schemas import RefundIn, RefundOut
+from edge.api.respond import view_response
+from edge.api.routes import READERS, WRITERS, Param, Route
+from edge.api.schemas import RefundIn
 from edge.domain.cardguard import contains_pan
 from edge.domain.errors import NotFound, PolicyViolation
 from edge.domain.money import parse_amount
+from edge.domain.views import RefundView
 from edge.errors import StorageError
 from edge.ledger.refunds import LineRequest, RefundCommand, RefundOutcome
 
@@ -45,10 +48,21 @@ class RefundsApi:
                 "Refund a receipt sale, a no-receipt return or a goodwill credit",
                 WRITERS,
                 RefundIn,
-                RefundOut,
+                RefundView,
                 201,
                 REFUND_PROBLEMS,
                 ("Idempotency-Key",),
+                ok_headers=(
+                    Param("Location", "/v1/refunds/{return_id}", required=True),
+                    Param(
+                        "Idempotent-Replayed",
+                        "true when this is the stored response of an earlier request"
+                        " with the same key and body",
+                        pattern="^true$",
+                    ),
+                ),
+                example=examples.REFUND,
+                links=examples.REFUND_LINKS,
             ),
             Route(
                 "GET",
@@ -57,9 +71,10 @@ class RefundsApi:
                 "A refund now, with HQ's references once settled",
                 READERS,
                 None,
-                RefundOut,
+                RefundView,
                 200,
                 ("not-found",),
+                example=examples.GET_REFUND,
             ),
         ]
 
@@ -94,12 +109,13 @@ class RefundsApi:
             outcome = await self._refund(body, principal.client_id, key, print_, principal.lane)
         finally:
             self.ctx.in_flight.pop(slot, None)
-        headers = {"Location": f"/v1/refunds/{outcome.body['return_id']}"}
+        refund = outcome.refund
+        headers = {"Location": f"/v1/refunds/{refund.return_id}"}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         else:
-            self.ctx.metrics.refunds.labels(body.kind, str(outcome.body["offline"]).lower()).inc()
-        return web.json_response(outcome.body, status=outcome.status, headers=headers)
+            self.ctx.metrics.refunds.labels(body.kind, str(refund.offline).lower()).inc()
+        return view_response(refund, status=outcome.status, headers=headers)
 
     async def _refund(
         self, body: RefundIn, client_id: str, key: str, print_: str, client_lane: str | None
@@ -150,7 +166,7 @@ class RefundsApi:
         view = await self.ctx.ledger.refund(return_id)
         if view is None:
             raise NotFound(f"no refund {return_id} is recorded here")
-        return web.json_response(view)
+        return view_response(view)
 
 
 def _check_key(key: str) -> None:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Literal
 
 from aiohttp import web
 
+from edge.api import examples
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
 from edge.api.fields import PAN_MESSAGE
 from edge.api.problems import ProblemError
+from edge.api.respond import view_response
 from edge.api.routes import READERS, WRITERS, Route
-from edge.api.schemas import LookupIn, LookupOut, SaleIn, SaleOut
+from edge.api.schemas import LookupIn, SaleIn
 from edge.domain.cardguard import contains_pan
 from edge.domain.codes import classify_code
 from edge.domain.errors import NotFound
+from edge.domain.refund import return_eligibility
+from edge.domain.views import Eligibility, EligibleLine, LookupResult, SaleView
 from edge.ledger.timefmt import iso, parse_iso, utcnow
 
 
@@ -31,9 +34,12 @@ class SalesApi:
                 "Record a completed sale",
                 WRITERS,
                 SaleIn,
-                SaleOut,
+                SaleView,
                 201,
                 ("validation-failed", "tender-mismatch", "sale-conflict", "storage-unavailable"),
+                also_ok=((200, "already recorded with the same content: the sale as held"),),
+                example=examples.sale_example(utcnow()),
+                links=examples.SALE_LINKS,
             ),
             Route(
                 "GET",
@@ -42,9 +48,10 @@ class SalesApi:
                 "A sale with what was returned per line",
                 READERS,
                 None,
-                SaleOut,
+                SaleView,
                 200,
                 ("not-found",),
+                example=examples.GET_SALE,
             ),
             Route(
                 "POST",
@@ -53,9 +60,10 @@ class SalesApi:
                 "Resolve a scanned or typed code to a sale and its return eligibility",
                 READERS,
                 LookupIn,
-                LookupOut,
+                LookupResult,
                 200,
                 ("not-found", "hq-unreachable", "validation-failed"),
+                example=examples.LOOKUP,
             ),
         ]
 
@@ -67,7 +75,7 @@ class SalesApi:
         recorded, view = await self.ctx.ledger.record_sale(
             sale, priced, fingerprint(sale), principal.client_id
         )
-        return web.json_response(view, status=201 if recorded.created else 200)
+        return view_response(view, status=201 if recorded.created else 200)
 
     async def get_sale(self, request: web.Request) -> web.Response:
         await self.ctx.principal(request, READERS)
@@ -75,7 +83,7 @@ class SalesApi:
         view = await self.ctx.ledger.sale(sale_id)
         if view is None:
             raise NotFound(f"no sale {sale_id} is recorded here")
-        return web.json_response(view)
+        return view_response(view)
 
     async def lookup(self, request: web.Request) -> web.Response:
         """Resolve a code; one that looks like a card number is refused unless it names a
@@ -92,21 +100,21 @@ class SalesApi:
         sale_id = ref.value
         if ref.kind == "return_id":
             refund = await self.ctx.ledger.refund(ref.value)
-            if refund is None or refund["sale_id"] is None:
-                if refund is None:
-                    _refuse_if(looks_like_pan)
-                    raise NotFound(f"no refund {ref.value} is recorded here")
-                return web.json_response(
-                    {
-                        "matched": "return_id",
-                        "source": "local",
-                        "sale": None,
-                        "eligibility": None,
-                        "refund": refund,
-                    }
+            if refund is None:
+                _refuse_if(looks_like_pan)
+                raise NotFound(f"no refund {ref.value} is recorded here")
+            if refund.sale_id is None:
+                return view_response(
+                    LookupResult(
+                        matched="return_id",
+                        source="local",
+                        sale=None,
+                        eligibility=None,
+                        refund=refund,
+                    )
                 )
-            sale_id = refund["sale_id"]
-        source = "local"
+            sale_id = refund.sale_id
+        source: Literal["local", "hq"] = "local"
         sale = await self.ctx.ledger.sale(sale_id)
         if sale is None:
             _refuse_if(looks_like_pan)
@@ -114,14 +122,14 @@ class SalesApi:
             source = "hq"
             if sale is None:
                 raise NotFound(f"no sale or order {sale_id} is known here or at HQ")
-        out = {
-            "matched": ref.kind,
-            "source": source,
-            "sale": sale,
-            "eligibility": eligibility(sale, self.ctx.settings.refunds.return_window_days),
-            "refund": refund,
-        }
-        return web.json_response(out)
+        found = LookupResult(
+            matched=ref.kind,
+            source=source,
+            sale=sale,
+            eligibility=eligibility(sale, self.ctx.settings.refunds.return_window_days),
+            refund=refund,
+        )
+        return view_response(found)
 
 
 def _refuse_if(looks_like_pan: bool) -> None:
@@ -133,30 +141,22 @@ def _refuse_if(looks_like_pan: bool) -> None:
         )
 
 
-def eligibility(sale: dict[str, Any], window_days: int) -> dict[str, Any]:
-    """Whether anything on the sale can still be returned, and why not."""
-    try:
-        ends = parse_iso(sale["occurred_at"]) + timedelta(days=window_days)
-    except OverflowError:  # a sale dated at the end of time, recorded before it was refused
-        ends = datetime.max.replace(tzinfo=UTC)
-    reasons = []
-    if utcnow() > ends:
-        reasons.append("return-window-expired")
+def eligibility(sale: SaleView, window_days: int) -> Eligibility:
+    """The domain's return rule applied to a sale, as the look-up answers it."""
     lines = [
-        {
-            "line_id": line["line_id"],
-            "returnable_quantity": line.get("returnable_quantity", line["quantity"]),
-            "final_sale": line.get("final_sale", False),
-        }
-        for line in sale["lines"]
+        EligibleLine(
+            line_id=line.line_id,
+            returnable_quantity=line.returnable_quantity,
+            final_sale=line.final_sale,
+        )
+        for line in sale.lines
     ]
-    if all(line["final_sale"] for line in lines):
-        reasons.append("final-sale")
-    elif not any(line["returnable_quantity"] > 0 for line in lines):
-        reasons.append("nothing-left-to-return")
-    return {
-        "eligible": not reasons,
-        "reasons": reasons,
-        "window_ends_at": iso(ends),
-        "lines": lines,
-    }
+    verdict = return_eligibility(
+        parse_iso(sale.occurred_at), lines, now=utcnow(), window_days=window_days
+    )
+    return Eligibility(
+        eligible=verdict.eligible,
+        reasons=list(verdict.reasons),
+        window_ends_at=iso(verdict.window_ends_at),
+        lines=lines,
+    )

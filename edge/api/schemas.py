@@ -1,4 +1,5 @@
-"""Request and response models of the LAN API; `/openapi.json` is generated from them."""
+"""Request models of the LAN API; `/openapi.json` is generated from them and from the
+views in `edge.domain.views`, which are the very objects the handlers serialise."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from edge.api.fields import (
 )
 from edge.domain.money import MoneyError, currency_exponent, fmt, from_minor, parse_amount, to_minor
 from edge.domain.sale import LineInput, PricedSale, TenderInput, price_sale
+from edge.domain.views import Channel, RefundKind, RefundTo, TenderType
+from edge.errors import ApiError
 
 
 class _In(BaseModel):
@@ -80,8 +83,9 @@ def _occurred_at_problems(at: datetime) -> list[tuple[str, str]]:
     return []
 
 
-class AmountProblems(ValueError):
-    """Several amount fields at fault; the API reports each with its own path."""
+class AmountProblems(ApiError, ValueError):
+    """Several amount fields at fault; the API reports each with its own path. A ValueError
+    too, since pydantic turns only that into a validation error of the model."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
@@ -118,7 +122,7 @@ class ShippingIn(_In):
 
 class TenderIn(_In):
     tender_id: TenderText
-    type: Literal["card", "cash", "gift_card", "store_credit"]
+    type: TenderType
     amount: MoneyStr
     payment_token: TenderText | None = None
     auth_code: TenderText | None = None
@@ -135,7 +139,7 @@ class TenderIn(_In):
 
 class SaleIn(_In):
     sale_id: Identifier
-    channel: Literal["store", "online"] = "store"
+    channel: Channel = "store"
     register_id: Identifier | None = None
     occurred_at: datetime
     currency: CurrencyStr
@@ -187,50 +191,6 @@ class SaleIn(_In):
         )
 
 
-class SaleLineOut(BaseModel):
-    line_id: str
-    sku: str
-    gtin: str | None
-    description: str
-    category: str | None
-    quantity: int
-    unit_price: str
-    discount: str
-    order_discount: str
-    tax: str
-    paid: str
-    final_sale: bool
-    returned_quantity: int
-    returnable_quantity: int
-    refunded_amount: str
-
-
-class TenderOut(BaseModel):
-    tender_id: str
-    type: str
-    amount: str
-    payment_token: str | None = None
-    auth_code: str | None = None
-    card_brand: str | None = None
-    last4: str | None = None
-    refunded_amount: str
-
-
-class SaleOut(BaseModel):
-    sale_id: str
-    channel: str
-    register_id: str | None
-    occurred_at: str
-    currency: str
-    lines: list[SaleLineOut]
-    order_discount: str
-    shipping: dict[str, str]
-    tenders: list[TenderOut]
-    total: str
-    recorded_at: str
-    return_ids: list[str]
-
-
 # ---- refunds -----------------------------------------------------------------------
 
 
@@ -256,9 +216,9 @@ class ApprovalIn(_In):
 
 class RefundIn(_In):
     sale_id: Identifier | None = None
-    kind: Literal["receipt", "no_receipt", "goodwill"] = "receipt"
+    kind: RefundKind = "receipt"
     lines: list[RefundLineIn] = Field(default_factory=list, max_length=500)
-    refund_to: Literal["original", "store_credit", "cash"] | None = None
+    refund_to: RefundTo | None = None
     approval: ApprovalIn | None = None
     note: FreeText | None = None
     reason: FreeText | None = None
@@ -306,77 +266,11 @@ class RefundIn(_In):
         return problems
 
 
-class RefundLineOut(BaseModel):
-    line_id: str
-    quantity: int
-    amount: str
-    tax: str
-    reason: str | None = None
-    restock: bool
-
-
-class RefundTenderOut(BaseModel):
-    type: str
-    amount: str
-    tender_id: str | None = None
-    payment_token: str | None = None
-    auth_code: str | None = None
-    store_credit_code: str | None = None
-
-
-class RefundOut(BaseModel):
-    return_id: str
-    sale_id: str | None
-    kind: str
-    status: Literal["pending", "settled", "declined"]
-    offline: bool
-    currency: str
-    subtotal: str
-    discount: str
-    tax: str
-    total: str
-    shipping: dict[str, str]
-    lines: list[RefundLineOut]
-    tenders: list[RefundTenderOut]
-    refund_to: str
-    reason: str | None
-    note: str | None
-    approved_by: str | None
-    created_at: str
-    updated_at: str
-    processor_ref: str | None
-    erp_ref: str | None
-    decline_reason: str | None
-
-
 # ---- look-up -----------------------------------------------------------------------
 
 
 class LookupIn(_In):
     code: str = Field(min_length=1, max_length=512)
-
-
-class EligibleLine(BaseModel):
-    line_id: str
-    returnable_quantity: int
-    final_sale: bool
-
-
-class Eligibility(BaseModel):
-    eligible: bool
-    reasons: list[str]
-    window_ends_at: str
-    lines: list[EligibleLine]
-
-
-class LookupOut(BaseModel):
-    """A no-receipt or goodwill Return ID resolves to its refund alone (no sale)."""
-
-    matched: Literal["sale_id", "return_id"]
-    source: Literal["local", "hq"] = "local"
-    sale: SaleOut | None = None
-    eligibility: Eligibility | None = None
-    refund: RefundOut | None = None
 
 
 # ---- auth and problems ---------------------------------------------------------------

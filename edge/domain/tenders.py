@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from edge.domain.errors import InvalidRequest
 from edge.domain.money import ZERO
+from edge.domain.views import RefundTenderType
 
 STORE_CREDIT_SOURCES = frozenset({"gift_card", "store_credit"})
 
@@ -30,7 +31,7 @@ class OriginalTender:
 class TenderRefund:
     """One tender of a refund; `sources` says which original tenders it draws on."""
 
-    type: str
+    type: RefundTenderType
     amount: Decimal
     sources: tuple[tuple[str, Decimal], ...]
     payment_token: str | None = None

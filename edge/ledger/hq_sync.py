@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from edge.domain.sale import PricedSale
+from edge.domain.views import AckStatus, RefundView
 from edge.ledger.audit import append_audit
-from edge.ledger.outbox import Origin, OutboxStats, stats
 from edge.ledger.refunds import refund_view
-from edge.ledger.sales import RecordedSale, record_sale, sale_view
 from edge.ledger.timefmt import iso
 
 FINAL_STATUSES = ("settled", "declined")
@@ -36,7 +33,7 @@ class Ack:
     """HQ's answer for one event; settled/declined ones also carry the refund's outcome."""
 
     event_id: str
-    status: str
+    status: AckStatus
     return_id: str | None = None
     processor_ref: str | None = None
     erp_ref: str | None = None
@@ -55,7 +52,7 @@ class Sent:
 @dataclass
 class AckOutcome:
     newly_acked: int = 0
-    refunds: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[RefundView] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
 
@@ -200,43 +197,3 @@ def next_bd_seq(conn: sqlite3.Connection) -> int:
         "UPDATE counters SET value = value + 1 WHERE name = 'hq_bd_seq' RETURNING value"
     ).fetchone()
     return int(value)
-
-
-@dataclass(frozen=True)
-class LinkStats:
-    outbox: OutboxStats
-    refunds_today: int
-    pending_refunds: int
-
-
-def link_stats(conn: sqlite3.Connection, today_start: str) -> LinkStats:
-    """Outbox depth and age, refunds recorded since `today_start`, refunds HQ owes."""
-    (today,) = conn.execute(
-        "SELECT count(*) FROM returns WHERE created_at >= ?", (today_start,)
-    ).fetchone()
-    (waiting,) = conn.execute("SELECT count(*) FROM returns WHERE status = 'pending'").fetchone()
-    return LinkStats(stats(conn), int(today), int(waiting))
-
-
-def record_hq_sale(
-    conn: sqlite3.Connection,
-    origin: Origin,
-    sale: Mapping[str, Any],
-    priced: PricedSale,
-    fingerprint: str,
-    at: datetime,
-) -> tuple[RecordedSale, dict[str, Any]]:
-    """Journal an online order HQ sent us, so it can be refunded here like a local sale."""
-    recorded = record_sale(
-        conn,
-        origin=origin,
-        sale=sale,
-        priced=priced,
-        fingerprint=fingerprint,
-        actor="hq",
-        at=at,
-        source="hq",
-    )
-    view = sale_view(conn, recorded.sale_id)
-    assert view is not None
-    return recorded, view

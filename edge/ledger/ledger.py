@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from edge.bus import EventBus
 from edge.domain.sale import PricedSale
+from edge.domain.views import RefundView, SaleView
 from edge.errors import StorageError
 from edge.events import OutboxAppended, RefundUpdated
 from edge.ledger import people
@@ -31,6 +32,7 @@ from edge.ledger.refunds import (
     refund_view,
 )
 from edge.ledger.sales import RecordedSale, record_sale, sale_view
+from edge.ledger.status import LedgerStatus, ledger_status, touch
 from edge.ledger.timefmt import iso, utcnow
 from edge.ledger.writer import LedgerWriter, WriteFn
 
@@ -82,10 +84,13 @@ class Ledger:
         priced: PricedSale,
         fingerprint: str,
         actor: str,
-    ) -> tuple[RecordedSale, dict[str, Any]]:
+        source: str = "lan",
+    ) -> tuple[RecordedSale, SaleView]:
+        """Record the sale (a register's, or an online order HQ sent: `source` "hq") and
+        read it back as the ledger now holds it, in one job."""
         origin = self.origin
 
-        def job(conn: sqlite3.Connection) -> tuple[RecordedSale, dict[str, Any]]:
+        def job(conn: sqlite3.Connection) -> tuple[RecordedSale, SaleView]:
             at = utcnow()
             result = record_sale(
                 conn,
@@ -95,6 +100,7 @@ class Ledger:
                 fingerprint=fingerprint,
                 actor=actor,
                 at=at,
+                source=source,
             )
             view = sale_view(conn, result.sale_id)
             assert view is not None
@@ -110,23 +116,16 @@ class Ledger:
         outcome = await self.write(lambda conn: create_refund(conn, cmd, rules, origin, utcnow()))
         if outcome.last_seq is not None:
             self._bus.publish(OutboxAppended(last_seq=outcome.last_seq))
-            self._bus.publish(
-                RefundUpdated(
-                    return_id=outcome.body["return_id"],
-                    status=outcome.body["status"],
-                    refund=outcome.body,
-                    at=utcnow(),
-                )
-            )
+            self._bus.publish(RefundUpdated.of(outcome.refund, utcnow()))
         return outcome
 
     async def replay(self, client_id: str, key: str, fingerprint: str) -> RefundOutcome | None:
         return await self.read(lambda conn: find_idempotent(conn, client_id, key, fingerprint))
 
-    async def sale(self, sale_id: str) -> dict[str, Any] | None:
+    async def sale(self, sale_id: str) -> SaleView | None:
         return await self.read(lambda conn: sale_view(conn, sale_id))
 
-    async def refund(self, return_id: str) -> dict[str, Any] | None:
+    async def refund(self, return_id: str) -> RefundView | None:
         return await self.read(lambda conn: refund_view(conn, return_id))
 
     # ---- principals --------------------------------------------------------------
@@ -137,7 +136,15 @@ class Ledger:
     async def manager_for_badge(self, uid_hex: str) -> str | None:
         return await self.read(lambda conn: people.manager_for_badge(conn, uid_hex))
 
-    # ---- housekeeping ------------------------------------------------------------
+    # ---- status and housekeeping ---------------------------------------------------
+
+    async def check_writable(self) -> None:
+        """Raises StorageError unless a write transaction can be taken and committed now."""
+        await self.write(touch)
+
+    async def status(self) -> LedgerStatus:
+        now = utcnow()
+        return await self.read(lambda conn: ledger_status(conn, now))
 
     async def prune_idempotency(self, keep: timedelta) -> int:
         cutoff = iso(utcnow() - keep)

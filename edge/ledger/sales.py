@@ -14,6 +14,7 @@ from edge.domain.money import fmt, from_minor, to_minor
 from edge.domain.refund import SaleState
 from edge.domain.sale import PricedLine, PricedSale
 from edge.domain.tenders import OriginalTender
+from edge.domain.views import SaleLine, SaleTender, SaleView, Shipping, dump
 from edge.ledger.audit import append_audit
 from edge.ledger.outbox import Origin, append_event
 from edge.ledger.timefmt import iso, parse_iso
@@ -115,14 +116,14 @@ def record_sale(
     )
     view = sale_view(conn, sale_id)
     assert view is not None
-    event = append_event(conn, origin, "sale.recorded", view, at)
+    event = append_event(conn, origin, "sale.recorded", dump(view), at)
     append_audit(
         conn,
         at=at,
         actor=actor,
         action="sale.recorded",
         subject=sale_id,
-        detail={"total": view["total"], "currency": cur, "event_id": event.event_id},
+        detail={"total": view.total, "currency": cur, "event_id": event.event_id},
     )
     return RecordedSale(sale_id, created=True, last_seq=event.seq)
 
@@ -207,7 +208,7 @@ def load_sale_state(conn: sqlite3.Connection, sale_id: str) -> SaleState | None:
     )
 
 
-def sale_view(conn: sqlite3.Connection, sale_id: str) -> dict[str, Any] | None:
+def sale_view(conn: sqlite3.Connection, sale_id: str) -> SaleView | None:
     """The sale as the API shows it: allocation, paid, and what was returned per line."""
     sale = conn.execute("SELECT * FROM sales WHERE sale_id = ?", (sale_id,)).fetchone()
     if sale is None:
@@ -225,35 +226,35 @@ def sale_view(conn: sqlite3.Connection, sale_id: str) -> dict[str, Any] | None:
     ):
         qty_back, refunded = returned.get(r["line_id"], (0, 0))
         lines.append(
-            {
-                "line_id": r["line_id"],
-                "sku": r["sku"],
-                "gtin": r["gtin"],
-                "description": r["description"],
-                "category": r["category"],
-                "quantity": r["quantity"],
-                "unit_price": s(r["unit_price"]),
-                "discount": s(r["discount"]),
-                "order_discount": s(r["order_discount"]),
-                "tax": s(r["tax"]),
-                "paid": s(r["paid"]),
-                "final_sale": bool(r["final_sale"]),
-                "returned_quantity": qty_back,
-                "returnable_quantity": 0 if r["final_sale"] else r["quantity"] - qty_back,
-                "refunded_amount": s(refunded),
-            }
+            SaleLine(
+                line_id=r["line_id"],
+                sku=r["sku"],
+                gtin=r["gtin"],
+                description=r["description"],
+                category=r["category"],
+                quantity=r["quantity"],
+                unit_price=s(r["unit_price"]),
+                discount=s(r["discount"]),
+                order_discount=s(r["order_discount"]),
+                tax=s(r["tax"]),
+                paid=s(r["paid"]),
+                final_sale=bool(r["final_sale"]),
+                returned_quantity=qty_back,
+                returnable_quantity=0 if r["final_sale"] else r["quantity"] - qty_back,
+                refunded_amount=s(refunded),
+            )
         )
     tenders = [
-        {
-            "tender_id": r["tender_id"],
-            "type": r["type"],
-            "amount": s(r["amount"]),
-            "payment_token": r["payment_token"],
-            "auth_code": r["auth_code"],
-            "card_brand": r["card_brand"],
-            "last4": r["last4"],
-            "refunded_amount": s(drawn.get(r["tender_id"], 0)),
-        }
+        SaleTender(
+            tender_id=r["tender_id"],
+            type=r["type"],
+            amount=s(r["amount"]),
+            payment_token=r["payment_token"],
+            auth_code=r["auth_code"],
+            card_brand=r["card_brand"],
+            last4=r["last4"],
+            refunded_amount=s(drawn.get(r["tender_id"], 0)),
+        )
         for r in conn.execute(
             "SELECT * FROM sale_tenders WHERE sale_id = ? ORDER BY tender_no", (sale_id,)
         )
@@ -265,17 +266,17 @@ def sale_view(conn: sqlite3.Connection, sale_id: str) -> dict[str, Any] | None:
             (sale_id,),
         )
     ]
-    return {
-        "sale_id": sale_id,
-        "channel": sale["channel"],
-        "register_id": sale["register_id"],
-        "occurred_at": sale["occurred_at"],
-        "currency": cur,
-        "lines": lines,
-        "order_discount": s(sale["order_discount"]),
-        "shipping": {"amount": s(sale["shipping_amount"]), "tax": s(sale["shipping_tax"])},
-        "tenders": tenders,
-        "total": s(sale["total"]),
-        "recorded_at": sale["recorded_at"],
-        "return_ids": return_ids,
-    }
+    return SaleView(
+        sale_id=sale_id,
+        channel=sale["channel"],
+        register_id=sale["register_id"],
+        occurred_at=sale["occurred_at"],
+        currency=cur,
+        lines=lines,
+        order_discount=s(sale["order_discount"]),
+        shipping=Shipping(amount=s(sale["shipping_amount"]), tax=s(sale["shipping_tax"])),
+        tenders=tenders,
+        total=s(sale["total"]),
+        recorded_at=sale["recorded_at"],
+        return_ids=return_ids,
+    )

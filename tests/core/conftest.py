@@ -1,4 +1,8 @@
-"""A real LAN API server on a free port over a real SQLite file, and a client for it."""
+"""A real LAN API server on a free port over a real SQLite file, and a client for it.
+
+The client checks every response it receives against the server's `/openapi.json`
+(`tests.openapi_check`): a test that gets an undocumented answer fails on it.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,13 @@ from edge.api.metrics import ApiMetrics
 from edge.api.server import LanServer
 from edge.bus import EventBus
 from edge.domain.errors import HqUnreachable
+from edge.domain.views import SaleView
 from edge.ledger import people
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
 from edge.ledger.timefmt import utcnow
 from edge.settings import Settings, load_settings
+from tests.openapi_check import ResponseCheck
 
 
 class FixedLink:
@@ -31,7 +37,7 @@ class FixedLink:
         self.online = online
         self.state = "online" if online else "offline"
 
-    async def lookup_order(self, code: str) -> dict[str, Any] | None:
+    async def lookup_order(self, code: str) -> SaleView | None:
         if not self.online:
             raise HqUnreachable(f"HQ cannot be asked about {code}")
         return None
@@ -161,5 +167,11 @@ async def gw(settings: Settings, link: FixedLink) -> AsyncIterator[Gateway]:
             link=link,
             metrics=ApiMetrics(),
         )
-        async with LanServer(ctx, "127.0.0.1", 0) as server, aiohttp.ClientSession() as http:
-            yield Gateway(f"http://127.0.0.1:{server.port}", ctx, ledger, http)
+        check = ResponseCheck()
+        async with (
+            LanServer(ctx, "127.0.0.1", 0) as server,
+            aiohttp.ClientSession(middlewares=(check,)) as http,
+        ):
+            base = f"http://127.0.0.1:{server.port}"
+            await check.load(http, base)
+            yield Gateway(base, ctx, ledger, http)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edge.bus import EventBus
+from edge.domain.views import RefundStatus, RefundView, adapter
 from edge.events import ApprovalGrantEvent, DeviceStatusEvent, RefundUpdated, ScanEvent
 from edge.lanes.hub import LaneHub
 from edge.lanes.settings import LanesSettings
@@ -70,9 +71,7 @@ async def test_refund_updates_reach_everyone_and_device_status_its_lane(
         bus.publish(
             DeviceStatusEvent(lane="lane-2", device="d", kind="serial", state="disconnected", at=AT)
         )
-        bus.publish(
-            RefundUpdated(return_id="R-1", status="settled", refund={"total": "1.00"}, at=AT)
-        )
+        bus.publish(refund_updated("R-1"))
         (m1,) = await drain(lane1, 1)
         m2a, m2b = await drain(lane2, 2)
     assert m1["type"] == "refund.updated"
@@ -139,6 +138,39 @@ async def test_grants_reach_the_lane_but_monitors_never_see_the_token(
     assert for_other["data"] == "x", "lane 6 never got lane 5's grant"
 
 
+def refund_updated(return_id: str, status: RefundStatus = "settled") -> RefundUpdated:
+    """A `refund.updated` for a one-dollar goodwill credit (the hub forwards it whole)."""
+    stamp = AT.isoformat().replace("+00:00", "Z")
+    zero = "0.00"
+    refund = adapter(RefundView).validate_python(
+        {
+            "return_id": return_id,
+            "sale_id": None,
+            "kind": "goodwill",
+            "status": status,
+            "offline": False,
+            "currency": "USD",
+            "subtotal": "1.00",
+            "discount": zero,
+            "tax": zero,
+            "total": "1.00",
+            "shipping": {"amount": zero, "tax": zero},
+            "lines": [],
+            "tenders": [{"type": "store_credit", "amount": "1.00", "store_credit_code": "SC-1"}],
+            "refund_to": "store_credit",
+            "reason": "goodwill",
+            "note": None,
+            "approved_by": "m-17",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "processor_ref": None,
+            "erp_ref": None,
+            "decline_reason": None,
+        }
+    )
+    return RefundUpdated.of(refund, AT)
+
+
 def grant(lane: str, token: str, expires_at: datetime) -> ApprovalGrantEvent:
     return ApprovalGrantEvent(lane=lane, grant=token, manager_id="m-17", expires_at=expires_at)
 
@@ -150,10 +182,10 @@ async def pending(bus: EventBus, sub: Subscription) -> list[dict[str, object]]:
     markers that come back in a replay are left out.
     """
     marker = f"R-marker-{next(MARKERS)}"
-    bus.publish(RefundUpdated(return_id=marker, status="marker", refund={}, at=AT))
+    bus.publish(refund_updated(marker))
     out = []
     while (message := await asyncio.wait_for(anext(sub), 5)).get("return_id") != marker:
-        if message.get("status") != "marker":
+        if not str(message.get("return_id", "")).startswith("R-marker-"):
             out.append(message)
     return out
 
@@ -213,9 +245,7 @@ async def test_after_gets_everything_after_it_and_takes_what_was_held(bus: Event
         (seen,) = await drain(register, 1)
         register.close()
         bus.publish(scan("lane-1", "missed-1"))
-        bus.publish(
-            RefundUpdated(return_id="R-1", status="settled", refund={"total": "1.00"}, at=AT)
-        )
+        bus.publish(refund_updated("R-1"))
         bus.publish(scan("lane-1", "missed-2"))
         again = hub.attach("lane-1", after=int(str(seen["id"])))
         got = await pending(bus, again)

@@ -119,8 +119,8 @@ async def test_online_order_look_up(tmp_path, broker: Mosquitto, protocol: str) 
 
         sale = await ask("WEB-1001")
         assert sale is not None
-        assert sale["channel"] == "online"
-        assert sale["lines"][0]["returnable_quantity"] == 2
+        assert sale.channel == "online"
+        assert sale.lines[0].returnable_quantity == 2
         assert await rig.ledger.sale("WEB-1001") is not None  # journaled: refundable here
         assert await ask("WEB-404") is None
         asked = rig.link.lookup.asked

@@ -98,10 +98,10 @@ async def test_an_outcome_is_applied_once_and_pushed(tmp_path, broker: Mosquitto
         )
         await rig.hq.wait_for(lambda: rig.link.errors["ack_conflicts"] >= 1)
         assert len(settled) == 1
-        assert settled[0].refund["processor_ref"] == "P-1"
+        assert settled[0].refund.processor_ref == "P-1"
         view = await rig.ledger.refund(refund["return_id"])
         assert view is not None
-        assert (view["status"], view["erp_ref"]) == ("settled", "E-1")
+        assert (view.status, view.erp_ref) == ("settled", "E-1")
         audits = await rig.ledger.read(
             lambda c: c.execute(
                 "SELECT count(*) FROM audit_log WHERE action = 'refund.settled'"
