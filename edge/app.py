@@ -2,7 +2,9 @@
 
 Nothing imports this module. Resources nest in an AsyncExitStack so they close in reverse
 order (LAN listener first, so in-flight requests finish before the ledger closes); every
-long-lived loop runs in one TaskGroup owned here.
+long-lived loop runs in one TaskGroup owned here, each under the supervisor
+(`edge.supervise`): a bug in one is logged, counted in /metrics and the loop restarted
+with backoff, so it never takes the gateway down.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from functools import partial
 
 from edge import __version__
 from edge.api.auth import Authenticator, load_signing_key
@@ -29,6 +32,7 @@ from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
 from edge.sd_notify import Notifier
 from edge.settings import Settings
+from edge.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ async def run_gateway(
     _warn_on_example_ids(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     bus = EventBus()
+    supervisor = Supervisor()
     origin = Origin(settings.store_id, settings.gateway_id)
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(Ledger(settings.db_path, bus, origin))
@@ -52,7 +57,12 @@ async def run_gateway(
         hq: HqLink | None = None
         if settings.hq.enabled:  # entered before the LAN listener, so it closes after it
             hq = HqLink(
-                settings.hq, ledger=ledger, bus=bus, data_dir=settings.data_dir, version=__version__
+                settings.hq,
+                ledger=ledger,
+                bus=bus,
+                data_dir=settings.data_dir,
+                version=__version__,
+                restarts=supervisor.restarts,
             )
             link = await stack.enter_async_context(hq)
         # Devices feed lanes; a badge tap becomes a single-use approval grant.
@@ -63,7 +73,7 @@ async def run_gateway(
 
         badges = BadgeApprovals(grants, ledger.manager_for_badge, audit_badge)
         lane_router = LaneRouter(bus, settings.lanes, badges)
-        device_readers = DeviceReaders(settings.devices, lane_router)
+        device_readers = DeviceReaders(settings.devices, lane_router, restarts=supervisor.restarts)
         hub = LaneHub(bus, settings.lanes)
         ctx = ApiContext(
             settings=settings,
@@ -71,7 +81,9 @@ async def run_gateway(
             auth=auth,
             bus=bus,
             link=link,
-            metrics=ApiMetrics(),
+            metrics=ApiMetrics(
+                task_restarts=supervisor.restarts, subscriber_failures=bus.subscriber_failures
+            ),
             grants=grants,
             extra_ready_checks=[lane_router.ready_check],
         )
@@ -95,14 +107,15 @@ async def run_gateway(
         )
         notifier = notifier or Notifier.from_environment()
         notifier.ready(f"serving on port {server.port}")
+        housekeeping = partial(_housekeeping, ledger, settings)
         async with asyncio.TaskGroup() as tg:
             loops = [
-                tg.create_task(_housekeeping(ledger, settings), name="ledger-housekeeping"),
-                tg.create_task(device_readers.run(), name="devices"),
-                tg.create_task(lane_router.run(), name="lane-router"),
+                supervisor.start(tg, "ledger-housekeeping", housekeeping),
+                supervisor.start(tg, "devices", device_readers.run),
+                supervisor.start(tg, "lane-router", lane_router.run),
             ]
             if hq is not None:
-                loops.append(tg.create_task(hq.run(), name="hq-link"))
+                loops.append(supervisor.start(tg, "hq-link", hq.run))
             await stop.wait()
             for task in loops:
                 task.cancel()

@@ -8,7 +8,6 @@ environment with a double underscore: `EDGE_LAN__PORT=9090`.
 from __future__ import annotations
 
 import os
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +33,7 @@ from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
 from edge.hqlink.settings import HqSettings
 from edge.lanes.settings import LanesSettings
+from edge.validation import field_path
 
 TenderType = Literal["card", "gift_card", "store_credit", "cash"]
 TENDER_TYPES: tuple[TenderType, ...] = ("card", "gift_card", "store_credit", "cash")
@@ -158,18 +158,6 @@ class Settings(BaseSettings):
         return self.data_dir / "ledger.sqlite3"
 
 
-def _key(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
-            out += f".{part}" if out else part
-        else:
-            out += f'["{part}"]'
-    return out
-
-
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Validate defaults + TOML file + environment; raise ConfigError naming each bad key."""
     if path is not None and not path.is_file():
@@ -182,7 +170,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(
-            [(_key(err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
+            [(field_path(err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
         ) from None
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError([("(file)", str(exc))]) from None

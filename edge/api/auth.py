@@ -22,6 +22,7 @@ from aiohttp import web
 
 from edge.api.body import read_body
 from edge.api.problems import ProblemError
+from edge.errors import ApiError
 from edge.ledger.ledger import Ledger
 from edge.ledger.people import Client, secret_matches
 
@@ -58,7 +59,7 @@ def load_signing_key(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-class OAuthError(Exception):
+class OAuthError(ApiError):
     """An RFC 6749 section 5.2 error: the token endpoint answers these as JSON, not problems."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:

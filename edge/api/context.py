@@ -17,7 +17,7 @@ from edge.api.metrics import ApiMetrics
 from edge.api.pin_check import ManagerLocks
 from edge.api.problems import ProblemError, from_validation
 from edge.bus import EventBus
-from edge.domain.errors import HqUnreachable
+from edge.domain.views import SaleView
 from edge.ledger.ledger import Ledger
 from edge.ledger.refunds import RefundRules
 from edge.settings import Settings
@@ -34,7 +34,7 @@ class HqLinkView(Protocol):
     @property
     def state(self) -> str: ...
 
-    async def lookup_order(self, code: str) -> dict[str, Any] | None: ...
+    async def lookup_order(self, code: str) -> SaleView | None: ...
 
 
 class GrantRedeemer(Protocol):
@@ -109,10 +109,12 @@ def fingerprint(payload: Any) -> str:
 
 
 class StandaloneLink:
-    """No HQ link configured: nothing is confirmed by HQ, so refunds count as offline."""
+    """No HQ link configured: nothing is confirmed by HQ, so refunds count as offline, and
+    there is no HQ to hold an order this gateway does not: a look-up of one is `not-found`
+    (a 503 would tell the register to retry something that can never succeed)."""
 
     online = False
     state = "not-configured"
 
-    async def lookup_order(self, code: str) -> dict[str, Any] | None:
-        raise HqUnreachable(f"{code} is not recorded here and no HQ link is configured")
+    async def lookup_order(self, code: str) -> SaleView | None:
+        return None

@@ -1,12 +1,43 @@
-"""Prometheus metrics of the LAN API, in a registry of its own (one per running app)."""
+"""Prometheus metrics of the LAN API, in a registry of its own (one per running app).
+
+Besides the API's own counters, /metrics shows the gateway's failures that did not stop
+it: supervised tasks restarted after a bug and event-bus subscribers that raised, read
+from the counts their supervisors keep.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+
+
+class _Tally:
+    """A counter whose values a supervisor keeps by name (one label)."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, counts: Mapping[str, int]
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for key, value in sorted(self._counts.items()):
+            family.add_metric([key], value)
+        yield family
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        task_restarts: Mapping[str, int] | None = None,
+        subscriber_failures: Mapping[str, int] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "edge_http_requests_total",
@@ -33,8 +64,30 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.internal_errors = Counter(
+            "edge_http_internal_errors_total",
+            "Requests that failed on an unexpected exception (answered 500 internal-error)",
+            ["route"],
+            registry=self.registry,
+        )
         self.pin_failures = Counter(
             "edge_manager_pin_failures_total",
             "Wrong manager PINs",
             registry=self.registry,
+        )
+        self.registry.register(
+            _Tally(
+                "edge_task_restarts_total",
+                "Long-lived tasks restarted after an unexpected exception, by task",
+                "task",
+                task_restarts if task_restarts is not None else {},
+            )
+        )
+        self.registry.register(
+            _Tally(
+                "edge_bus_subscriber_failures_total",
+                "Event-bus subscribers that raised (isolated, the others still served), by event",
+                "event",
+                subscriber_failures if subscriber_failures is not None else {},
+            )
         )

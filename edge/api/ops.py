@@ -1,10 +1,13 @@
-"""Operations endpoints for store IT: liveness, readiness, metrics, OpenAPI, status page."""
+"""Operations endpoints for store IT: liveness, readiness, metrics, OpenAPI, status page.
+
+The figures come from the ledger's own status functions (the same ones HQ's health
+message reads), never from SQL written here.
+"""
 
 from __future__ import annotations
 
 import html
 import shutil
-import sqlite3
 import time
 from typing import Any
 
@@ -15,7 +18,9 @@ from edge import __version__
 from edge.api.context import ApiContext
 from edge.api.routes import Route
 from edge.errors import StorageError
-from edge.ledger import outbox
+from edge.ledger.status import LedgerStatus
+
+JSON = "application/json"
 
 
 class OpsApi:
@@ -26,17 +31,20 @@ class OpsApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("GET", "/healthz", self.healthz, "Alive (no authentication)"),
+            Route("GET", "/healthz", self.healthz, "Alive (no authentication)", media=JSON),
             Route(
                 "GET",
                 "/readyz",
                 self.readyz,
                 "Ready: database writable; HQ link and device states",
+                media=JSON,
                 also=((503, "not ready: the ledger cannot write (same body as 200)"),),
             ),
-            Route("GET", "/metrics", self.metrics, "Prometheus metrics"),
-            Route("GET", "/openapi.json", self.openapi_json, "This API's OpenAPI document"),
-            Route("GET", "/", self.status_page, "Status page for store IT"),
+            Route("GET", "/metrics", self.metrics, "Prometheus metrics", media="text/plain"),
+            Route(
+                "GET", "/openapi.json", self.openapi_json, "This API's OpenAPI document", media=JSON
+            ),
+            Route("GET", "/", self.status_page, "Status page for store IT", media="text/html"),
         ]
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -45,13 +53,13 @@ class OpsApi:
     async def status(self) -> dict[str, Any]:
         """The facts shared by /readyz and the status page."""
         db_ok, db_detail = True, "writable"
+        ledger: LedgerStatus | None = None
         try:
-            await self.ctx.ledger.write(lambda conn: conn.execute("SELECT 1").fetchone())
-            stats = await self.ctx.ledger.read(outbox.stats)
-            refunds_today = await self.ctx.ledger.read(_refunds_today)
+            await self.ctx.ledger.check_writable()
+            ledger = await self.ctx.ledger.status()
         except StorageError as exc:
             db_ok, db_detail = False, str(exc)
-            stats, refunds_today = None, None
+        stats = None if ledger is None else ledger.outbox
         disk = shutil.disk_usage(self.ctx.settings.data_dir)
         checks: dict[str, Any] = {}
         for check in self.ctx.extra_ready_checks:
@@ -74,7 +82,7 @@ class OpsApi:
                 "last_seq": stats.last_seq,
                 "last_acked_at": stats.last_acked_at,
             },
-            "refunds_today": refunds_today,
+            "refunds_today": None if ledger is None else ledger.refunds_today,
             "disk_free_bytes": disk.free,
             **checks,
         }
@@ -108,13 +116,6 @@ class OpsApi:
             + f"<table>{rows}</table>"
         )
         return web.Response(text=page, content_type="text/html")
-
-
-def _refunds_today(conn: sqlite3.Connection) -> int:
-    (count,) = conn.execute(
-        "SELECT count(*) FROM returns WHERE created_at >= strftime('%Y-%m-%dT00:00:00', 'now')"
-    ).fetchone()
-    return int(count)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from edge.api.schemas import AmountProblems
 from edge.domain.cardguard import contains_pan
 from edge.domain.errors import PolicyViolation
-from edge.errors import StorageError
+from edge.errors import ApiError, StorageError
+from edge.validation import field_path
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ STATUS = {
     "too-many-subscribers": (429, "Too many event subscriptions for this client"),
     "internal-error": (500, "Internal error"),
 }
+# Only `internal-error` answers 500, so /metrics can count unexpected failures by status.
+INTERNAL_ERROR_STATUS = STATUS["internal-error"][0]
 # aiohttp's HTTP errors by status, for the ones a handler or aiohttp itself may raise.
 _BY_STATUS = {
     400: "bad-request",
@@ -63,7 +66,7 @@ _BY_STATUS = {
 REDACTED = "(withheld: may hold a card number)"
 
 
-class ProblemError(Exception):
+class ProblemError(ApiError):
     """Raise to answer with a problem document."""
 
     def __init__(
@@ -111,22 +114,14 @@ def problem_response(
     )
 
 
-def field_path(loc: tuple[str | int, ...]) -> str:
-    """pydantic's location as the contract writes it: `lines[0].quantity`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            name = REDACTED if contains_pan(part) else part  # an unknown key is echoed
-            out += f".{name}" if out else name
-    return out
+def _field(loc: Sequence[str | int]) -> str:
+    """The field a problem names; an unknown key is echoed unless it may be a card number."""
+    return field_path([REDACTED if isinstance(p, str) and contains_pan(p) else p for p in loc])
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     errors = []
     for err in exc.errors(include_input=False, include_url=False):
-        loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
         ctx_error = None
         if err["type"] == "value_error":
             ctx_error = err["msg"].removeprefix("Value error, ")
@@ -134,7 +129,7 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
             (err.get("ctx") or {}).get("error"), AmountProblems
         ):
             continue
-        errors.append({"field": field_path(loc) or "(body)", "message": ctx_error or err["msg"]})
+        errors.append({"field": _field(err["loc"]) or "(body)", "message": ctx_error or err["msg"]})
     return errors
 
 
@@ -143,7 +138,7 @@ def _amount_problems(exc: ValidationError) -> list[dict[str, str]]:
     for err in exc.errors(include_input=False, include_url=False):
         inner = (err.get("ctx") or {}).get("error")
         if isinstance(inner, AmountProblems):
-            prefix = field_path(tuple(err["loc"]))
+            prefix = _field(err["loc"])
             for field, message in inner.problems:
                 found.append(
                     {"field": f"{prefix}.{field}" if prefix else field, "message": message}
@@ -185,7 +180,8 @@ def _from_http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
 
 
 def _internal_error(request: web.Request, exc: Exception) -> web.Response:
-    """Log an unexpected failure once, under an id the register can quote, and answer 500."""
+    """Log an unexpected failure once, under an id the register can quote, and answer 500
+    (the only status that means this, so the server's metrics count it by route)."""
     request_id = secrets.token_hex(8)
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error(

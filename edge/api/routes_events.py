@@ -25,8 +25,9 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, web
 
+from edge.api import examples
 from edge.api.problems import ProblemError
-from edge.api.routes import READERS, WRITERS, Route
+from edge.api.routes import READERS, WRITERS, Param, Route
 from edge.lanes.hub import LaneHub
 from edge.lanes.subscription import Subscription
 
@@ -105,6 +106,15 @@ class EventsApi:
                     "too-many-subscribers",
                 ),
                 tags=("events",),
+                query=(
+                    Param("lane", "the lane to hear; a lane-bound client hears its own"),
+                    Param(
+                        "after",
+                        "the id of the last event received: what followed it is replayed",
+                        pattern=r"^[0-9]{0,20}$",
+                    ),
+                ),
+                example=examples.EVENTS,
             )
         ]
 

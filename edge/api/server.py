@@ -23,7 +23,13 @@ from edge.api.body import BODY_TIMEOUT
 from edge.api.context import ApiContext
 from edge.api.openapi import build_openapi
 from edge.api.ops import OpsApi
-from edge.api.problems import Handler, problem_middleware, safe_text
+from edge.api.problems import (
+    INTERNAL_ERROR_STATUS,
+    MEDIA_TYPE,
+    Handler,
+    problem_middleware,
+    safe_text,
+)
 from edge.api.refunds import RefundsApi
 from edge.api.routes import Route
 from edge.api.sales import SalesApi
@@ -69,8 +75,10 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
         response = await handler(request)
         ctx.metrics.latency.labels(name).observe(time.perf_counter() - started)
         ctx.metrics.requests.labels(name, str(response.status)).inc()
-        if response.status >= 400 and response.content_type == "application/problem+json":
+        if response.status >= 400 and response.content_type == MEDIA_TYPE:
             ctx.metrics.refusals.labels(str(response.status)).inc()
+            if response.status == INTERNAL_ERROR_STATUS:  # the catch-all in problem_middleware
+                ctx.metrics.internal_errors.labels(name).inc()
         return response
 
     app = web.Application(

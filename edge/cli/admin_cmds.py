@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.cli.common import open_ledger, print_table, settings_from, write
 from edge.domain.pins import new_pin_problem
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError
 from edge.ledger import people
 from edge.ledger.audit import verify_audit
 from edge.ledger.timefmt import parse_iso, utcnow
@@ -169,7 +169,7 @@ def _clients_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-class _PinRefused(Exception):
+class _PinRefused(EdgeError):
     """Why no PIN was taken, in one line for the operator."""
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.timefmt import utcnow
 from edge.settings import Settings, load_settings
+from edge.sqlite_tx import immediate
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -33,19 +35,8 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def write(conn: sqlite3.Connection) -> _Tx:
-    return _Tx(conn)
-
-
-class _Tx:
-    """`with write(conn) as at:` runs the block in one IMMEDIATE transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> datetime:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return utcnow()
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+@contextmanager
+def write(conn: sqlite3.Connection) -> Iterator[datetime]:
+    """`with write(conn) as at:` runs the block in one IMMEDIATE transaction stamped `at`."""
+    with immediate(conn):
+        yield utcnow()

@@ -20,6 +20,7 @@ import uvloop
 from edge.cli.common import settings_from
 from edge.cli.run_cmd import setup_logging
 from edge.hqlink.settings import BrokerSettings, TlsSettings
+from edge.sqlite_tx import immediate
 
 
 def register(sub: Any) -> None:
@@ -141,9 +142,8 @@ def _orders_load(args: argparse.Namespace) -> int:
     text = args.file.read_text(encoding="utf-8").strip()
     sales = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
     conn = open_store(_hq_db(args))
-    conn.execute("BEGIN IMMEDIATE")
-    count = hq_store.load_orders(conn, sales)
-    conn.execute("COMMIT")
+    with immediate(conn):
+        count = hq_store.load_orders(conn, sales)
     print(f"loaded {count} online orders into {_hq_db(args)}")
     return 0
 

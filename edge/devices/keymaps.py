@@ -13,12 +13,12 @@ from typing import Any
 
 from xkbcommon import xkb
 
-from edge.errors import EdgeError
+from edge.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
 
-class KeymapError(EdgeError):
+class KeymapError(DeviceError):
     """The configured layout/variant is not known to xkb-data."""
 
 

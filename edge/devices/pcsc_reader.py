@@ -22,7 +22,7 @@ from edge.devices.ndef_records import decode_message, type2_ndef_message
 from edge.devices.settings import PcscReaderSettings
 from edge.devices.sink import DeviceRef, DeviceSink, TagRead
 from edge.devices.worker_thread import Post, ThreadedReader, run_worker_thread
-from edge.errors import EdgeError
+from edge.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def holds_type2_ndef(atr: bytes) -> bool:
     )
 
 
-class PcscError(EdgeError):
+class PcscError(DeviceError):
     """pcscd or the reader failed; the worker reconnects."""
 
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.domain.ids import ULID_PATTERN
+
 EVENT_TYPES = (
     "sale.recorded",
     "refund.requested",
@@ -20,7 +22,7 @@ class EventEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    event_id: str = Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
+    event_id: str = Field(pattern=ULID_PATTERN)
     type: EventType
     schema_: int = Field(1, alias="schema", ge=1)
     store_id: str = Field(min_length=1)

@@ -1,9 +1,19 @@
-"""Refusals that follow from the rules, each with the contract's stable slug."""
+"""The domain's exception root, and the refusals that follow from the rules, each with the
+contract's stable slug.
+
+This module imports nothing (checked by `lint-imports`), so every layer may raise or catch
+these without pulling in more than the rules: the API answers a refusal as a problem
+document, the HQ link as a malformed order, the ledger writer rolls the job back.
+"""
 
 from __future__ import annotations
 
 
-class PolicyViolation(Exception):
+class DomainError(Exception):
+    """Root of every error the pure domain raises: money that cannot be made, a refusal."""
+
+
+class PolicyViolation(DomainError):
     """A request the rules refuse; `code` is the contract's problem slug."""
 
     code = "validation-failed"

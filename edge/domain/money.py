@@ -12,11 +12,14 @@ from functools import cache
 
 from iso4217 import Currency
 
+from edge.domain.errors import DomainError
+
 ZERO = Decimal(0)
 
 
-class MoneyError(ValueError):
-    """An amount or currency that money cannot be made of."""
+class MoneyError(DomainError, ValueError):
+    """An amount or currency that money cannot be made of; a ValueError too, so a pydantic
+    validator that meets one reports it as the field's error."""
 
 
 @cache

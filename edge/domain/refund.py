@@ -19,8 +19,9 @@ from edge.domain.errors import (
     ReturnWindowExpired,
 )
 from edge.domain.money import ZERO
-from edge.domain.sale import PricedLine, window_open
+from edge.domain.sale import PricedLine, window_ends, window_open
 from edge.domain.tenders import OriginalTender, TenderRefund, allocate_refund
+from edge.domain.views import EligibleLine, Ineligibility
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,33 @@ def quote_refund(
         quote.total, sale.tenders, sale.refunded_by_tender, tender_order, refund_to
     )
     return RefundQuote(sale.currency, tuple(quoted), ship_amount, ship_tax, tuple(tenders))
+
+
+@dataclass(frozen=True)
+class ReturnEligibility:
+    """Why nothing on a sale can be returned (no reasons: something can), and until when."""
+
+    reasons: tuple[Ineligibility, ...]
+    window_ends_at: datetime
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+
+def return_eligibility(
+    occurred_at: datetime, lines: Sequence[EligibleLine], *, now: datetime, window_days: int
+) -> ReturnEligibility:
+    """Whether anything on a sale can still be returned, and why not: the same window and
+    final-sale rules `quote_refund` enforces, told before a refund is asked for."""
+    reasons: list[Ineligibility] = []
+    if not window_open(occurred_at, now, window_days):
+        reasons.append("return-window-expired")
+    if all(line.final_sale for line in lines):
+        reasons.append("final-sale")
+    elif not any(line.returnable_quantity > 0 for line in lines):
+        reasons.append("nothing-left-to-return")
+    return ReturnEligibility(tuple(reasons), window_ends(occurred_at, window_days))
 
 
 def _takes_last_units(sale: SaleState, quoted: Sequence[QuotedLine]) -> bool:

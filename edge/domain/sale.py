@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from edge.domain.errors import InvalidRequest, TenderMismatch
@@ -131,5 +131,13 @@ def price_sale(
     )
 
 
+def window_ends(occurred_at: datetime, window_days: int) -> datetime:
+    """When the return window of a sale made at `occurred_at` closes."""
+    try:
+        return occurred_at + timedelta(days=window_days)
+    except OverflowError:  # a sale dated at the end of time, recorded before that was refused
+        return datetime.max.replace(tzinfo=UTC)
+
+
 def window_open(occurred_at: datetime, now: datetime, window_days: int) -> bool:
-    return (now - occurred_at).total_seconds() <= window_days * 86400
+    return now <= window_ends(occurred_at, window_days)

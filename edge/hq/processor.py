@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.errors import EdgeError
+
 
 @dataclass(frozen=True)
 class RefundRequest:
@@ -66,7 +68,7 @@ class Decision:
     reason: str | None = None
 
 
-class ProcessorUnavailable(Exception):
+class ProcessorUnavailable(EdgeError):
     """The processor could not answer now; HQ tries again later (the refund stays open)."""
 
 

@@ -24,6 +24,7 @@ from types import TracebackType
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.backoff import Backoff
 from edge.errors import MqttLinkError
 from edge.hq import store as hq_store
 from edge.hq.fleet import FleetView
@@ -36,11 +37,9 @@ from edge.hq.processor import (
     SimulatedSettings,
 )
 from edge.hq.store import AckOut, Decided, HqStore, Incoming
-from edge.hqlink.backoff import Backoff
 from edge.hqlink.mqtt import Message, MqttClient, Outgoing, Will
 from edge.hqlink.payloads import LookupMsg, Malformed, dumps, parse
 from edge.hqlink.settings import BrokerSettings
-from edge.hqlink.supervise import supervised
 from edge.hqlink.topics import (
     GatewayTopics,
     fleet_filter,
@@ -49,6 +48,7 @@ from edge.hqlink.topics import (
     shared,
 )
 from edge.ledger.timefmt import iso, utcnow
+from edge.supervise import loop_restarts, supervised
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class HqService:
         self.store = store
         self.fleet = FleetView(settings.prefix)
         self.counters: Counter[str] = Counter()
+        self.restarts: Counter[str] = Counter()  # by loop, for `loop_restarts` in presence
         self._processor = processor
         self._erp = erp
         self._prefix = settings.prefix
@@ -152,7 +153,7 @@ class HqService:
         )
         async with asyncio.TaskGroup() as tg:
             for name, loop in loops.items():
-                tg.create_task(supervised(name, loop, self.counters), name=name)
+                tg.create_task(supervised(name, loop, self.restarts), name=name)
             for return_id in await self.store.run(hq_store.open_refunds):
                 self._settle.put_nowait(return_id)
 
@@ -166,7 +167,7 @@ class HqService:
                 "instance": self.settings.instance,
                 "started_at": self._started_at,
                 "at": iso(utcnow()),
-                "counters": dict(self.counters),
+                "counters": {**self.counters, **loop_restarts(self.restarts)},
             }
         )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,11 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from edge.domain.envelope import EventEnvelope
+from edge.domain.ids import is_ulid
 from edge.hq.schema import open_store
-from edge.hqlink.payloads import ULID_PATTERN
 from edge.ledger.timefmt import iso, utcnow
+from edge.sqlite_tx import immediate
+from edge.validation import first_error
 
 T = TypeVar("T")
 
@@ -76,14 +77,8 @@ class HqStore:
 
 
 def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+    with immediate(conn):
+        return fn(conn)
 
 
 def _ack(item: Incoming, event_id: str, status: str, **extra: Any) -> AckOut:
@@ -149,9 +144,9 @@ def _valid(item: Incoming, out: IngestResult) -> EventEnvelope | None:
         envelope = EventEnvelope.model_validate(data)
     except ValidationError as exc:
         event_id = data.get("event_id") if isinstance(data, dict) else None
-        reason = f"envelope invalid: {str(exc.errors()[0]['msg'])[:200]}"
+        reason = f"envelope invalid: {first_error(exc, '(envelope)')[:200]}"
         out.malformed.append(f"{item.store_id}/{item.gateway_id}: {reason}")
-        if isinstance(event_id, str) and _is_ulid(event_id):
+        if isinstance(event_id, str) and is_ulid(event_id):
             out.acks.append(_ack(item, event_id, "rejected", reason=reason))
         return None
     if (envelope.store_id, envelope.gateway_id) != (item.store_id, item.gateway_id):
@@ -160,10 +155,6 @@ def _valid(item: Incoming, out: IngestResult) -> EventEnvelope | None:
         out.acks.append(_ack(item, envelope.event_id, "rejected", reason=reason))
         return None
     return envelope
-
-
-def _is_ulid(text: str) -> bool:
-    return re.fullmatch(ULID_PATTERN, text) is not None
 
 
 def _count_duplicate(conn: sqlite3.Connection, envelope: EventEnvelope) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge import __version__
-from edge.errors import MqttLinkError, StorageError
+from edge.errors import HqLinkError, MqttLinkError, StorageError
 from edge.hqlink.alerts import Alerts
 from edge.hqlink.health import HealthReporter
 from edge.hqlink.mqtt import Message, MqttClient
@@ -31,7 +31,7 @@ QUEUE_MAX = 64
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class CommandFailed(Exception):
+class CommandFailed(HqLinkError):
     """A command's arguments or action failed; its message goes back to HQ."""
 
 

@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ from edge.hqlink.mqtt import MqttClient
 from edge.hqlink.payloads import dumps
 from edge.hqlink.relay import Relay
 from edge.hqlink.settings import HqSettings
-from edge.ledger import hq_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.timefmt import iso, parse_iso, utcnow
+from edge.supervise import loop_restarts
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class HealthReporter:
         relay: Relay,
         alerts: Alerts,
         errors: Counter[str],
+        restarts: Mapping[str, int],
         devices: DeviceStates,
         link_state: Callable[[], str],
         data_dir: Path,
@@ -77,6 +78,7 @@ class HealthReporter:
         self._relay = relay
         self._alerts = alerts
         self._errors = errors
+        self._restarts = restarts
         self._devices = devices
         self._link_state = link_state
         self._data_dir = data_dir
@@ -104,8 +106,7 @@ class HealthReporter:
 
     async def snapshot(self) -> dict[str, Any]:
         now = utcnow()
-        today = iso(datetime(now.year, now.month, now.day, tzinfo=UTC))
-        stats = await self._ledger.read(lambda c: hq_sync.link_stats(c, today))
+        stats = await self._ledger.status()
         box = stats.outbox
         self._check_high_water(box.pending)
         oldest_age = None
@@ -138,11 +139,11 @@ class HealthReporter:
                 "followups": relay.followups,
             },
             "refunds_today": stats.refunds_today,
-            "refunds_awaiting_hq": stats.pending_refunds,
+            "refunds_awaiting_hq": stats.refunds_awaiting_hq,
             "devices": self._devices.snapshot(),
             "disk_free_bytes": disk.free,
             "db_bytes": db_bytes,
-            "errors": dict(self._errors),
+            "errors": {**self._errors, **loop_restarts(self._restarts)},
             "alerts_open": self._alerts.open(),
             "uptime_s": round(time.monotonic() - _STARTED, 1),
         }

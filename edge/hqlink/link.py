@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from edge.bus import EventBus
 from edge.domain.errors import HqUnreachable
+from edge.domain.views import SaleView
 from edge.errors import MqttLinkError, StorageError
 from edge.hqlink.alerts import Alerts
 from edge.hqlink.commands import Commands, command_name
@@ -32,12 +32,12 @@ from edge.hqlink.orders import OrderJournal
 from edge.hqlink.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, dumps, parse
 from edge.hqlink.relay import Relay
 from edge.hqlink.settings import HqSettings
-from edge.hqlink.supervise import supervised
 from edge.hqlink.topics import GatewayTopics
 from edge.ledger import hq_sync
 from edge.ledger.hq_sync import Ack
 from edge.ledger.ledger import Ledger
 from edge.ledger.timefmt import iso, utcnow
+from edge.supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,15 @@ class HqLink:
         bus: EventBus,
         data_dir: Path,
         version: str,
+        restarts: Counter[str] | None = None,
     ) -> None:
+        """`restarts`: where the link's supervised loops count their restarts (the
+        gateway's own, so /metrics shows them); health reports their total."""
         origin = ledger.origin
         self.settings = settings
         self.topics = topics = GatewayTopics(settings.prefix, origin.store_id, origin.gateway_id)
         self.errors: Counter[str] = Counter()
+        self.restarts: Counter[str] = restarts if restarts is not None else Counter()
         self._ledger = ledger
         self._bus = bus
         self._version = version
@@ -103,6 +107,7 @@ class HqLink:
             relay=self.relay,
             alerts=self.alerts,
             errors=self.errors,
+            restarts=self.restarts,
             devices=self.devices,
             link_state=lambda: self.state,
             data_dir=data_dir,
@@ -125,7 +130,7 @@ class HqLink:
             available=lambda: self.client.connected,
             errors=self.errors,
         )
-        self._orders = OrderJournal(ledger, bus)
+        self._orders = OrderJournal(ledger)
 
     # ---- HqLinkView --------------------------------------------------------------
 
@@ -144,7 +149,7 @@ class HqLink:
     def online(self) -> bool:
         return self.state == "online"
 
-    async def lookup_order(self, code: str) -> dict[str, Any] | None:
+    async def lookup_order(self, code: str) -> SaleView | None:
         sale = await self.lookup.ask(code)
         if sale is None:
             return None
@@ -184,7 +189,7 @@ class HqLink:
             }
             async with asyncio.TaskGroup() as tg:
                 for name, loop in loops.items():
-                    tg.create_task(supervised(name, loop, self.errors), name=name)
+                    tg.create_task(supervised(name, loop, self.restarts), name=name)
         finally:
             unsubscribe()
 

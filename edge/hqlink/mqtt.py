@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.backoff import Backoff
 from edge.errors import MqttLinkError
-from edge.hqlink.backoff import Backoff
 from edge.hqlink.session import Message, MessageHandler, Session
 from edge.hqlink.settings import BrokerSettings, TlsSettings
 

@@ -13,14 +13,17 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
-AckStatus = Literal["accepted", "settled", "declined", "rejected"]
+from edge.domain.ids import ULID_PATTERN
+from edge.domain.views import AckStatus
+from edge.errors import HqLinkError
+from edge.validation import first_error
+
 Severity = Literal["info", "warning", "critical"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Malformed(ValueError):
+class Malformed(HqLinkError):
     """A payload that is not JSON or does not match its model."""
 
 
@@ -83,9 +86,7 @@ def parse(model: type[M], payload: bytes) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(payload)"
-        raise Malformed(f"{where}: {first['msg']}") from None
+        raise Malformed(first_error(exc, "(payload)")) from None
 
 
 def dumps(data: Any) -> bytes:

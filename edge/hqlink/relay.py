@@ -247,11 +247,7 @@ class Relay:
             self.acked += out.newly_acked
             self._wake.set()
             for view in out.refunds:
-                self._bus.publish(
-                    RefundUpdated(
-                        return_id=view["return_id"], status=view["status"], refund=view, at=utcnow()
-                    )
-                )
+                self._bus.publish(RefundUpdated.of(view, utcnow()))
             for event_id, reason in out.rejected:
                 self._errors["rejected_events"] += 1
                 self._alerts.raise_(

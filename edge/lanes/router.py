@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.bus import EventBus
 from edge.devices.sink import DeviceRef, DeviceState, TagRead, TapMode
@@ -25,7 +25,9 @@ from edge.events import DeviceStatusEvent, ScanEvent
 from edge.lanes.approvals import BadgeApprovals
 from edge.lanes.duplicates import DuplicateWindow
 from edge.lanes.settings import LanesSettings
-from edge.scan.payload import ParsedScan, parse_payload
+
+if TYPE_CHECKING:
+    from edge.scan.payload import ParsedScan
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class DeviceHealth:
 
 def _tag_scan(tag: TagRead) -> ParsedScan:
     """A tag as the contract's NFC scan: the UID is the data, whatever the tag holds."""
+    # The payload parser (and biip under it) is imported by the first scan or tap, so a
+    # gateway with no device configured never loads it.
+    from edge.scan.payload import ParsedScan  # noqa: PLC0415
+
     ndef = [dict(record) for record in tag.records]
     return ParsedScan("nfc", tag.uid, {"uid": tag.uid, "ndef": ndef})
 
@@ -72,6 +78,8 @@ class LaneRouter:
         self.dropped_taps = 0
 
     def scan(self, device: DeviceRef, payload: str) -> None:
+        from edge.scan.payload import parse_payload  # noqa: PLC0415 - see _tag_scan
+
         self._publish_scan(device, parse_payload(payload))
 
     def _publish_scan(self, device: DeviceRef, scan: ParsedScan) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge.errors import StorageError
+from edge.sqlite_tx import immediate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -52,15 +53,10 @@ def apply_migrations(conn: sqlite3.Connection) -> int:
     for version, script in migrations():
         if version <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             for statement in _statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {int(version)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         current = version
     return int(current)
 

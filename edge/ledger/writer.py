@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from edge.domain.errors import PolicyViolation
+from edge.domain.errors import DomainError
 from edge.errors import EdgeError, StorageError
 from edge.ledger.db import ThreadConnection, apply_migrations
 
@@ -151,7 +151,7 @@ def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[tuple[
 
 def _translate(exc: Exception) -> Exception:
     """Refusals pass through; SQLite faults become StorageError; bugs stay as they are."""
-    if isinstance(exc, PolicyViolation | EdgeError):
+    if isinstance(exc, DomainError | EdgeError):
         return exc
     if isinstance(exc, sqlite3.Error):
         return StorageError(f"the ledger refused a write: {exc}")

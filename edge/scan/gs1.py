@@ -10,8 +10,10 @@ from typing import Any
 
 import biip
 from biip.gs1_element_strings import GS1ElementString
+from biip.gtin import Gtin
 
 GS = "\x1d"
+GTIN_LENGTHS = (8, 12, 13, 14)
 
 # Friendly names for the AIs registers use most; every AI is also listed under "ai".
 _FIELDS = {
@@ -53,6 +55,20 @@ def _element_fields(elements: list[GS1ElementString]) -> dict[str, Any]:
     return out
 
 
+def parse_gtin(value: str) -> Gtin | None:
+    """`value` as a GTIN if it is one, its check digit verified by biip; else None.
+
+    Only 8, 12, 13 or 14 ASCII digits qualify: biip alone would also take surrounding
+    spaces and other scripts' digits, which a register's product code never holds.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) in GTIN_LENGTHS):
+        return None
+    try:
+        return Gtin.parse(value)
+    except biip.ParseError:
+        return None
+
+
 def _parse(value: str) -> biip.ParseResult | None:
     try:
         return biip.parse(value)
@@ -82,8 +98,7 @@ def parse_gs1(data: str, *, gs1_symbology: bool, gtin_only: bool = False) -> dic
             return {"kind": "gs1", **_element_fields(list(result.gs1_message.element_strings))}
         if gs1_symbology:
             return None
-    if data.isdigit() and len(data) in (8, 12, 13, 14):
-        result = _parse(data)
-        if result is not None and result.gtin is not None and result.gtin_error is None:
-            return {"kind": "gtin", "gtin": result.gtin.as_gtin_14()}
+    gtin = parse_gtin(data)
+    if gtin is not None:
+        return {"kind": "gtin", "gtin": gtin.as_gtin_14()}
     return None

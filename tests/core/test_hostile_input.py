@@ -15,8 +15,10 @@ import argon2
 import pytest
 
 from edge.api import pin_check
-from edge.api.sales import eligibility
+from edge.domain.refund import return_eligibility
+from edge.domain.views import EligibleLine, SaleView
 from edge.ledger import people
+from edge.ledger.timefmt import iso, parse_iso, utcnow
 from tests.core.conftest import Gateway, sale
 
 PAN_TAIL = "4111 1111 1111 1111 1228"  # a test card number followed by its expiry
@@ -51,7 +53,7 @@ class CountingLink:
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    async def lookup_order(self, code: str) -> dict[str, Any] | None:
+    async def lookup_order(self, code: str) -> SaleView | None:
         self.asked.append(code)
         return None
 
@@ -190,9 +192,10 @@ async def test_hostile_bodies_get_problems_not_500s(
     status, problem, _ = await gw.call("POST", "/v1/sales", ancient)
     assert (status, fields(problem)) == (422, {"occurred_at"})
     # A sale dated at the end of time that an older version stored still looks up.
-    lines = [{"line_id": "1", "quantity": 1, "final_sale": False}]
-    window = eligibility({"occurred_at": "9999-12-31T23:59:59.000Z", "lines": lines}, 30)
-    assert window["window_ends_at"].startswith("9999-12-31")
+    end_of_time = parse_iso("9999-12-31T23:59:59.000Z")
+    unit = [EligibleLine(line_id="1", returnable_quantity=1, final_sale=False)]
+    window = return_eligibility(end_of_time, unit, now=utcnow(), window_days=30)
+    assert (window.eligible, iso(window.window_ends_at)[:10]) == (True, "9999-12-31")
 
     no_tracebacks(caplog)
 

@@ -107,6 +107,7 @@ async def test_a_reader_bug_is_reported_and_restarted_while_other_lanes_read_on(
         pty_pair.write(b"0042-03-20261122-0007\r")
         assert (await scans.next()).lane == "lane-2"
         assert not task.done()
+        assert readers.restarts == {"devices:nfc:nfc": 1}, "counted for /metrics"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

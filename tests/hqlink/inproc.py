@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bus import EventBus
+from edge.domain.views import dump
 from edge.events import OutboxAppended, RefundUpdated
 from edge.hqlink.link import HqLink
 from edge.hqlink.orders import OrderJournal
@@ -73,7 +74,7 @@ class LinkRig:
     async def add_refund(self, sale_id: str = "S-1") -> dict[str, Any]:
         """A real sale and a real one-unit cash refund of it."""
         if await self.ledger.sale(sale_id) is None:
-            await OrderJournal(self.ledger, self.bus).record(cash_sale(sale_id, 10))
+            await OrderJournal(self.ledger).record(cash_sale(sale_id, 10))
         cmd = RefundCommand(
             client_id="test",
             idempotency_key=f"k-{len(self.updates)}-{utcnow().timestamp()}",
@@ -91,7 +92,7 @@ class LinkRig:
             offline=False,
         )
         outcome = await self.ledger.create_refund(cmd, RULES)
-        return outcome.body
+        return dump(outcome.refund)
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.hqlink.backoff import Backoff
+from edge.backoff import Backoff
 from edge.hqlink.mqtt import CLOSE_GRACE_S, Message, MqttClient, Outgoing
 from edge.hqlink.settings import BrokerSettings, TlsSettings
 from tests.hqlink.broker import Mosquitto

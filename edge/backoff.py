@@ -1,4 +1,5 @@
-"""Reconnect delays: exponential growth with full jitter.
+"""Retry delays (reconnects, settlement retries, restarts of a failed loop): exponential
+growth with full jitter.
 
 Full jitter (a uniform draw between zero and the exponential cap) spreads thousands of
 stores that lost the broker at the same moment over the whole window, so they come back
