@@ -57,8 +57,10 @@ def figures(quick: bool, folder: Path | None = None, seconds: float | None = Non
         broker = Mosquitto(Path(tmp) / "broker")
         broker.start()
         try:
-            env = {"EDGE_HQ__ENABLED": "true", "EDGE_HQ__BROKER__PORT": str(broker.port)}
-            with running_gateway(Path(tmp), **env) as gw:
+            port = str(broker.port)
+            with running_gateway(
+                Path(tmp), EDGE_HQ__ENABLED="true", EDGE_HQ__BROKER__PORT=port
+            ) as gw:
                 usage, cpu = idle(gw.pid, seconds)
         finally:
             broker.stop()

@@ -1,6 +1,6 @@
 """An outbox backlog drained end to end, beside raw paho QoS 1 publishing to the same broker.
 
-Run: .venv/bin/python -m bench.bench_relay_drain [--events 100000] [--dir PATH]
+Run: .venv/bin/python -m bench.bench_relay_drain [--events 100000] [--window N] [--dir PATH]
 
 A fresh ledger gets `--events` pending `sale.recorded` events (about 600 bytes each, like a
 small sale). A mosquitto is started on a free port, the reference HQ service runs as its own
@@ -10,6 +10,11 @@ transaction per batch), acked, and marked done in the ledger (batched, fsynced).
 The baseline, measured in the same run against the same broker: a plain paho client
 publishing the same payloads at QoS 1 with 20 messages in flight, counting PUBACKs only
 (no consumer, no database, no end-to-end ack).
+
+For scale, the same run also measures the drain's MQTT pattern with paho alone: one client
+publishes the payloads at QoS 1 with the gateway's window, a second process acks each with a
+QoS 1 publish, and nothing else happens (no envelope check, no database on either side).
+That is as fast as the drain can be with paho at both ends.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import argparse
 import asyncio
 import contextlib
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -63,16 +70,16 @@ def make_backlog(db: Path, events: int) -> None:
     conn.close()
 
 
-def start_hq(folder: Path, port: int) -> asyncio.subprocess.Process:
+async def start_hq(folder: Path, port: int) -> asyncio.subprocess.Process:
     cmd = [sys.executable, "-m", "edge", "hq", "--db", str(folder / "hq.sqlite3")]
     cmd += ["--broker-port", str(port), "--instance", "bench-hq"]
-    log = (folder / "hq.log").open("ab")
-    return asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=log, stderr=log)  # type: ignore[return-value]
+    with (folder / "hq.log").open("ab") as log:
+        return await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=log, stderr=log)
 
 
-async def drain(folder: Path, port: int, events: int) -> tuple[float, int]:
+async def drain(folder: Path, port: int, events: int, window: int) -> tuple[float, int]:
     settings = HqSettings.model_validate(
-        {"broker": {"port": port}, "health_interval_s": 5, "window": 50}
+        {"broker": {"port": port}, "health_interval_s": 5, "window": window}
     )
     bus = EventBus()
     hq = await start_hq(folder, port)
@@ -148,6 +155,77 @@ async def hq_listening(port: int, folder: Path, timeout_s: float = 60.0) -> None
             await asyncio.gather(task, return_exceptions=True)
 
 
+PATTERN_EVENTS = "bench/pattern/events"
+PATTERN_ACKS = "bench/pattern/acks"
+ACK_BODY = b'{"event_id":"01KB0000000000000000000000","status":"accepted","return_id":null}'
+
+
+def paho_acker(port: int) -> None:
+    """The HQ end of the paho-alone pattern (its own process): ack every event, nothing else."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-pattern-hq", protocol=paho.MQTTv5
+    )
+    client.max_inflight_messages_set(0)
+
+    def on_connect(c: paho.Client, userdata: object, flags: object, rc: object, p: object) -> None:
+        c.subscribe(PATTERN_EVENTS, qos=1)
+
+    def on_subscribe(c: paho.Client, userdata: object, mid: int, rc: object, p: object) -> None:
+        print("ready", flush=True)
+
+    def on_message(c: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        c.publish(PATTERN_ACKS, ACK_BODY, qos=1)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.loop_forever()
+
+
+def paho_pattern(port: int, payload: bytes, count: int, window: int) -> float:
+    """Events/s of the drain's MQTT pattern with paho alone (see the module's docstring)."""
+    cmd = [sys.executable, "-m", "bench.bench_relay_drain", "--paho-acker", str(port)]
+    acker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    slots = threading.Semaphore(window)
+    done = threading.Event()
+    acked = 0
+
+    def on_message(c: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        nonlocal acked
+        acked += 1
+        slots.release()
+        if acked == count:
+            done.set()
+
+    subscribed = threading.Event()
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-pattern-gw", protocol=paho.MQTTv5
+    )
+    client.max_inflight_messages_set(0)
+    client.on_connect = lambda c, *_: c.subscribe(PATTERN_ACKS, qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = on_message
+    try:
+        assert acker.stdout is not None
+        acker.stdout.readline()  # "ready": its subscription is in place
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        subscribed.wait(30)
+        started = time.perf_counter()
+        for _ in range(count):
+            slots.acquire()
+            client.publish(PATTERN_EVENTS, payload, qos=1)
+        done.wait(600)
+        elapsed = time.perf_counter() - started
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        acker.terminate()
+        acker.wait(30)
+    return count / elapsed
+
+
 def paho_baseline(port: int, payload: bytes, count: int, in_flight: int = 20) -> float:
     """Plain paho (its own network thread), at most `in_flight` unacknowledged publishes."""
     slots = threading.Semaphore(in_flight)
@@ -179,8 +257,16 @@ def paho_baseline(port: int, payload: bytes, count: int, in_flight: int = 20) ->
     return count / elapsed
 
 
-def measure(folder: Path, events: int) -> tuple[float, float, int, int]:
-    """(end-to-end events/s, raw paho msg/s, re-sent events, payload bytes)."""
+@dataclass(frozen=True)
+class Drain:
+    rate: float  # end to end, events/s
+    raw: float  # raw paho QoS 1, msg/s
+    pattern: float  # the drain's MQTT pattern with paho alone, events/s
+    resent: int
+    payload_bytes: int
+
+
+def measure(folder: Path, events: int, window: int) -> Drain:
     make_backlog(folder / "ledger.sqlite3", events)
     conn = open_sync(folder / "ledger.sqlite3")
     payload = conn.execute("SELECT envelope FROM outbox LIMIT 1").fetchone()[0].encode()
@@ -189,43 +275,65 @@ def measure(folder: Path, events: int) -> tuple[float, float, int, int]:
     broker.start()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            rate, resent = runner.run(drain(folder, broker.port, events))
+            rate, resent = runner.run(drain(folder, broker.port, events, window))
         raw = paho_baseline(broker.port, payload, events)
+        pattern = paho_pattern(broker.port, payload, events, window)
     finally:
         broker.stop()
-    return rate, raw, resent, len(payload)
+    return Drain(rate, raw, pattern, resent, len(payload))
 
 
-def figures(quick: bool, folder: Path | None = None, events: int | None = None) -> list[Figure]:
+def figures(
+    quick: bool, folder: Path | None = None, events: int | None = None, window: int | None = None
+) -> list[Figure]:
     events = events or (20_000 if quick else 100_000)
+    window = window or HqSettings().window
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        rate, raw, resent, size = measure(Path(tmp), events)
-    print(f"events: {events}, payload {size} bytes, window 50")
+        m = measure(Path(tmp), events, window)
+    raw = m.raw
+    print(f"events: {events}, payload {m.payload_bytes} bytes, window {window}")
     print(f"raw paho QoS 1, 20 in flight (PUBACK only)   {raw:10,.0f} msg/s   1.00x")
     print(
-        f"outbox drained end to end (HQ-acked, done)  {rate:10,.0f} events/s "
-        f"{rate / raw:6.2f}x   ({resent} re-sent)",
+        f"outbox drained end to end (HQ-acked, done)  {m.rate:10,.0f} events/s "
+        f"{m.rate / raw:6.2f}x   ({m.resent} re-sent)"
+    )
+    print(
+        f"same MQTT pattern, paho alone, no app       {m.pattern:10,.0f} events/s "
+        f"{m.pattern / raw:6.2f}x",
         flush=True,
     )
     return [
         Figure(
             "relay_drain",
             f"{events:,}-event backlog drained end to end",
-            rate,
+            m.rate,
             "/s",
             raw,
             "raw paho QoS 1, PUBACK only",
             Target("ratio", ">=", 0.5),
-        )
+        ),
+        Figure(
+            "relay_drain",
+            "the drain's MQTT pattern, paho alone",
+            m.pattern,
+            "/s",
+            raw,
+            "raw paho QoS 1, PUBACK only",
+        ),
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=None, help="default: the gateway's")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--paho-acker", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print_table(figures(False, args.dir, args.events))
+    if args.paho_acker:
+        paho_acker(args.paho_acker)
+        return
+    print_table(figures(False, args.dir, args.events, args.window))
 
 
 if __name__ == "__main__":

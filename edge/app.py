@@ -30,6 +30,7 @@ from edge.lanes.hub import LaneHub
 from edge.lanes.router import LaneRouter
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
+from edge.memory import release_startup_garbage
 from edge.sd_notify import Notifier
 from edge.settings import Settings
 from edge.supervise import Supervisor
@@ -105,6 +106,7 @@ async def run_gateway(
             settings.gateway_id,
             settings.db_path,
         )
+        release_startup_garbage()
         notifier = notifier or Notifier.from_environment()
         notifier.ready(f"serving on port {server.port}")
         housekeeping = partial(_housekeeping, ledger, settings)

@@ -2,15 +2,24 @@
 
 Every component receives the part it needs from here at construction; nothing reads the
 environment or a global settings object later. Nested keys are overridden from the
-environment with a double underscore: `EDGE_LAN__PORT=9090`.
+environment with a double underscore: `EDGE_LAN__PORT=9090`. Variable names are not
+case-sensitive; one that names no setting is ignored (`EDGE_CONFIG` names the file); the
+value of a whole section, table or list is JSON (`EDGE_LAN='{"port": 9090}'`,
+`EDGE_REFUNDS__APPROVAL_THRESHOLD='{"USD": "50.00"}'`). The sources are merged key by key
+(the file's `[lan] bind` survives `EDGE_LAN__PORT`) and validated once, with the standard
+library's TOML reader and pydantic alone: no settings framework is loaded into the daemon.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+import types
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -20,12 +29,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from edge.devices.settings import DevicesSettings
@@ -120,13 +123,12 @@ class LoggingSettings(_Section):
     json_lines: bool = False
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="EDGE_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
+ENV_PREFIX = "EDGE_"
+ENV_NESTED = "__"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     store_id: str = Field("0001", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
     gateway_id: str = Field("gw-01", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -142,35 +144,110 @@ class Settings(BaseSettings):
     lanes: LanesSettings = Field(default_factory=LanesSettings)
     hq: HqSettings = Field(default_factory=HqSettings)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Validate defaults + TOML file + environment; raise ConfigError naming each bad key."""
-    if path is not None and not path.is_file():
-        raise ConfigError([("(file)", f"{path} does not exist or is not a file")])
-    cls: type[Settings] = Settings
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Validate defaults + TOML file + environment (`environ`, default `os.environ`) +
+    `overrides`, each source over the one before; raise ConfigError naming each bad key."""
+    data: dict[str, Any] = {}
     if path is not None:
-        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
-        cls = type("FileSettings", (Settings,), {"model_config": config})
+        if not path.is_file():
+            raise ConfigError([("(file)", f"{path} does not exist or is not a file")])
+        try:
+            data = tomllib.loads(path.read_bytes().decode())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError([("(file)", f"{path}: {exc}")]) from None
+    _merge(data, _from_environment(os.environ if environ is None else environ))
+    _merge(data, overrides)
     try:
-        return cls(**overrides)
+        return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             [(field_path(err["loc"]), err["msg"]) for err in exc.errors(include_input=False)]
         ) from None
-    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
-        raise ConfigError([("(file)", str(exc))]) from None
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`EDGE_LAN__PORT=9090` as `{"lan": {"port": "9090"}}`, for pydantic to validate.
+
+    Whole sections are applied before the keys inside them, so `EDGE_LAN__PORT` wins over a
+    port in `EDGE_LAN`.
+    """
+    found: list[tuple[list[str], str, str]] = []
+    for name, value in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split(ENV_NESTED)
+        if keys[0] in Settings.model_fields and all(keys):
+            found.append((keys, name, value))
+    out: dict[str, Any] = {}
+    for keys, name, value in sorted(found, key=lambda item: len(item[0])):
+        parsed: Any = value
+        if _structured(keys):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                problem = f"{name} must be JSON for this setting"
+                raise ConfigError([(field_path(keys), problem)]) from None
+        _merge(out, _nest(keys, parsed))
+    return out
+
+
+def _structured(keys: list[str]) -> bool:
+    """Whether the setting at `keys` is a section, a table or a list (given as JSON)."""
+    annotation: Any = Settings
+    for key in keys:
+        model = _model_in(annotation)
+        if model is None:  # a key inside a table: its values are plain
+            return False
+        field = model.model_fields.get(key)
+        if field is None:  # not a setting: pydantic refuses it by name
+            return False
+        annotation = field.annotation
+    return _model_in(annotation) is not None or _container(annotation)
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The types an annotation allows (`Annotated[...]` and `X | None` taken apart)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(annotation) for t in _unwrap(arg) if t is not type(None)]
+    return [annotation]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    for option in _unwrap(annotation):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            return option
+    return None
+
+
+def _container(annotation: Any) -> bool:
+    return any(
+        (get_origin(option) or option) in (dict, list, tuple, set, frozenset)
+        for option in _unwrap(annotation)
+    )
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    for key in reversed(keys):
+        value = {key: value}
+    return dict(value)
+
+
+def _merge(into: dict[str, Any], source: Mapping[str, Any]) -> None:
+    """Merge `source` into `into` key by key; where both hold a table, recursively."""
+    for key, value in source.items():
+        if isinstance(value, Mapping):
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
+            _merge(into[key], value)
+        else:
+            into[key] = value

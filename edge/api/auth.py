@@ -3,6 +3,12 @@
 Access tokens are short-lived JWTs signed with a key kept in the data directory, so they
 survive a restart of the daemon. A revoked client is refused within `CLIENT_CACHE_S`.
 A lane-bound client's token carries a `lane` claim, and its requests carry that lane.
+
+A register sends the same token with every request until it expires, so a token whose
+signature and claims were checked once is remembered until its `exp`: the next request
+with it costs a dictionary look-up instead of a JWT decode. What can change while a token
+is valid is checked on every request, as before: whether its client is revoked or bound
+to another lane.
 """
 
 from __future__ import annotations
@@ -28,6 +34,16 @@ from edge.ledger.people import Client, secret_matches
 
 CLIENT_CACHE_S = 5.0
 ISSUER = "edge-gateway"
+MAX_KNOWN_TOKENS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed the JWT checks: what the request needs of its claims."""
+
+    expires_at: float  # `exp`, seconds since the epoch
+    client_id: str
+    lane: object  # the `lane` claim as sent (None when absent)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ class Authenticator:
         self._key = key
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._tokens: dict[str, _Verified] = {}
 
     async def _client(self, client_id: str) -> Client | None:
         now = time.monotonic()
@@ -150,9 +167,24 @@ class Authenticator:
             raise _unauthorized("send Authorization: Bearer <token> from POST /oauth/token")
         if not token.isascii():  # our tokens are ASCII; other bytes would fail to encode
             raise _unauthorized("the access token is not valid", "invalid_token")
+        token = token.strip()
+        verified = self._tokens.get(token)
+        # Valid while `exp` is ahead of the clock, as PyJWT decides (no leeway).
+        if verified is None or verified.expires_at <= time.time():
+            verified = self._verify(token)
+        client = await self._client(verified.client_id)
+        if client is None or client.revoked:
+            raise _unauthorized("this client has been revoked", "invalid_token")
+        if verified.lane != client.lane:  # issued for another binding: get a new token
+            raise _unauthorized("the access token is not valid", "invalid_token")
+        return Principal(client.client_id, client.role, client.lane)
+
+    def _verify(self, token: str) -> _Verified:
+        """Decode and check the token (signature, issuer, expiry), and remember it."""
+        self._tokens.pop(token, None)
         try:
             claims: dict[str, Any] = jwt.decode(
-                token.strip(),
+                token,
                 self._key,
                 algorithms=["HS256"],
                 issuer=ISSUER,
@@ -162,12 +194,14 @@ class Authenticator:
             raise _unauthorized("the access token has expired", "invalid_token") from None
         except jwt.InvalidTokenError:
             raise _unauthorized("the access token is not valid", "invalid_token") from None
-        client = await self._client(str(claims["sub"]))
-        if client is None or client.revoked:
-            raise _unauthorized("this client has been revoked", "invalid_token")
-        if claims.get("lane") != client.lane:  # issued for another binding: get a new token
-            raise _unauthorized("the access token is not valid", "invalid_token")
-        return Principal(client.client_id, client.role, client.lane)
+        verified = _Verified(float(claims["exp"]), str(claims["sub"]), claims.get("lane"))
+        if len(self._tokens) >= MAX_KNOWN_TOKENS:
+            now = time.time()
+            self._tokens = {t: v for t, v in self._tokens.items() if v.expires_at > now}
+            if len(self._tokens) >= MAX_KNOWN_TOKENS:
+                self._tokens.clear()
+        self._tokens[token] = verified
+        return verified
 
 
 async def _token_form(request: web.Request) -> dict[str, str]:

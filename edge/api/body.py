@@ -20,6 +20,8 @@ DEFAULT_BODY_TIMEOUT_S = 15.0
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, or `request-timeout` if it does not arrive within the deadline."""
+    if request.content.is_eof():  # all of it came with the head: nothing to wait for
+        return await request.read()
     timeout = request.config_dict.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)
     try:
         async with asyncio.timeout(timeout):

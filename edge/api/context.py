@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from edge.api.metrics import ApiMetrics
 from edge.api.pin_check import ManagerLocks
 from edge.api.problems import ProblemError, from_validation
 from edge.bus import EventBus
+from edge.canonical import canonical_json
 from edge.domain.views import SaleView
 from edge.ledger.ledger import Ledger
 from edge.ledger.refunds import RefundRules
@@ -60,7 +62,9 @@ class ApiContext:
         default_factory=list
     )
 
+    @cached_property
     def refund_rules(self) -> RefundRules:
+        """The refund rules of the settings, made once (the settings do not change)."""
         r = self.settings.refunds
         o = self.settings.offline
         return RefundRules(
@@ -104,8 +108,9 @@ def parse_model(model: type[M], data: Any) -> M:
 
 
 def fingerprint(payload: Any) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """What an Idempotency-Key or a sale id stands for: the hash of the request's canonical
+    JSON (the same text for the same request across versions: fingerprints are stored)."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 class StandaloneLink:

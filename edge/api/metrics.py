@@ -8,9 +8,13 @@ from the counts their supervisors keep.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
+
+W = TypeVar("W", bound=MetricWrapperBase)
 
 
 class _Tally:
@@ -39,6 +43,7 @@ class ApiMetrics:
         subscriber_failures: Mapping[str, int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.requests = Counter(
             "edge_http_requests_total",
             "LAN API requests by route and status",
@@ -91,3 +96,12 @@ class ApiMetrics:
                 subscriber_failures if subscriber_failures is not None else {},
             )
         )
+
+    def child(self, metric: W, *values: str) -> W:
+        """`metric.labels(*values)`, looked up once: prometheus-client checks the values and
+        takes a lock on every `labels` call, and the API counts every request."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]

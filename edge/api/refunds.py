@@ -9,7 +9,7 @@ from edge.api.approvals import approve
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
 from edge.api.fields import PAN_MESSAGE
 from edge.api.problems import ProblemError
-from edge.api.respond import view_response
+from edge.api.respond import json_response, view_response
 from edge.api.routes import READERS, WRITERS, Param, Route
 from edge.api.schemas import RefundIn
 from edge.domain.cardguard import contains_pan
@@ -114,17 +114,21 @@ class RefundsApi:
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         else:
-            self.ctx.metrics.refunds.labels(body.kind, str(refund.offline).lower()).inc()
-        return view_response(refund, status=outcome.status, headers=headers)
+            metrics = self.ctx.metrics
+            metrics.child(metrics.refunds, body.kind, str(refund.offline).lower()).inc()
+        return json_response(outcome.body, status=outcome.status, headers=headers)
 
     async def _refund(
         self, body: RefundIn, client_id: str, key: str, print_: str, client_lane: str | None
     ) -> RefundOutcome:
-        replay = await self.ctx.ledger.replay(client_id, key, print_)
-        if replay is not None:
-            return replay
+        """The writer's job looks the key up in the refund's own transaction, so a retry gets
+        the stored response; a request carrying an approval looks first, because a retry must
+        not check a PIN again or spend a badge grant."""
         approved_by = None
         if body.approval is not None:
+            replay = await self.ctx.ledger.replay(client_id, key, print_)
+            if replay is not None:
+                return replay
             approved_by = await approve(
                 self.ctx, body.approval, client_id, body.register_id, client_lane
             )
@@ -153,7 +157,7 @@ class RefundsApi:
             offline=not self.ctx.link.online,
         )
         try:
-            return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules())
+            return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules)
         except (PolicyViolation, StorageError):
             # Refused or not written: a badge grant it used is still good for a retry.
             if body.approval is not None and body.approval.grant and self.ctx.grants:

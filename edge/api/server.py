@@ -73,8 +73,9 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         response = await handler(request)
-        ctx.metrics.latency.labels(name).observe(time.perf_counter() - started)
-        ctx.metrics.requests.labels(name, str(response.status)).inc()
+        metrics = ctx.metrics
+        metrics.child(metrics.latency, name).observe(time.perf_counter() - started)
+        metrics.child(metrics.requests, name, str(response.status)).inc()
         if response.status >= 400 and response.content_type == MEDIA_TYPE:
             ctx.metrics.refusals.labels(str(response.status)).inc()
             if response.status == INTERNAL_ERROR_STATUS:  # the catch-all in problem_middleware

@@ -21,6 +21,9 @@ MIN_PAN_DIGITS = 13
 MAX_PAN_DIGITS = 19
 
 _GROUP = re.compile(r"\d+")
+# In ASCII text the separators are whitespace, dots, slashes and the hyphen (the one ASCII
+# dash), so a chain of 13 or more digits is 13 digits with only separators between them.
+_ASCII_CHAIN = re.compile(rf"(?:[0-9][\s./-]*){{{MIN_PAN_DIGITS}}}")
 # Luhn value of a digit in a doubled position: 2d, less 9 when that has two digits.
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
@@ -88,6 +91,8 @@ def _chain_has_pan(groups: list[str]) -> bool:
 
 def contains_pan(text: str) -> bool:
     """Whether any window of whole digit groups in `text` is a Luhn-valid 13-19 digit PAN."""
+    if len(text) < MIN_PAN_DIGITS or (text.isascii() and not _ASCII_CHAIN.search(text)):
+        return False  # no chain of 13 digits: what most keys, ids and notes are
     return any(
         _chain_has_pan(chain)
         for chain in _chains(text)

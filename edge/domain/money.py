@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from functools import cache
 
-from iso4217 import Currency
-
+from edge.domain.currencies import MINOR_UNITS
 from edge.domain.errors import DomainError
 
 ZERO = Decimal(0)
@@ -25,11 +24,10 @@ class MoneyError(DomainError, ValueError):
 @cache
 def currency_exponent(code: str) -> int:
     """ISO 4217 minor-unit exponent (USD 2, JPY 0, KWD 3); refuses non-monetary codes."""
-    try:
-        exponent = Currency(code).exponent
-    except ValueError:
+    if code not in MINOR_UNITS:
         msg = f"{code!r} is not an ISO 4217 currency code"
-        raise MoneyError(msg) from None
+        raise MoneyError(msg)
+    exponent = MINOR_UNITS[code]
     if exponent is None:
         msg = f"{code} has no minor unit (not a currency that can be refunded)"
         raise MoneyError(msg)
@@ -76,7 +74,8 @@ def to_minor(amount: Decimal, currency: str) -> int:
 
 
 def from_minor(units: int, currency: str) -> Decimal:
-    return Decimal(units).scaleb(-currency_exponent(currency)).quantize(quantum(currency))
+    # A whole number scaled by the exponent is already at it: 1999 -> 19.99, 0 -> 0.00.
+    return Decimal(units).scaleb(-currency_exponent(currency))
 
 
 def split_by_weights(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:

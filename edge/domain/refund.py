@@ -8,7 +8,7 @@ was paid for the line, never a cent more.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -66,23 +66,24 @@ class RefundQuote:
     shipping_tax: Decimal
     tenders: tuple[TenderRefund, ...]
     unlinked: Decimal = ZERO  # a no-receipt or goodwill amount, tied to no sale line
+    # Worked out once, when the quote is made: the rules, the rows and the view all read them.
+    subtotal: Decimal = field(init=False)
+    discount: Decimal = field(init=False)
+    tax: Decimal = field(init=False)
+    total: Decimal = field(init=False)
 
-    @property
-    def subtotal(self) -> Decimal:
-        lines = sum((line.gross for line in self.lines), ZERO)
-        return lines + self.shipping_amount + self.unlinked
-
-    @property
-    def discount(self) -> Decimal:
-        return sum((line.gross - line.amount for line in self.lines), ZERO)
-
-    @property
-    def tax(self) -> Decimal:
-        return sum((line.tax for line in self.lines), ZERO) + self.shipping_tax
-
-    @property
-    def total(self) -> Decimal:
-        return self.subtotal - self.discount + self.tax
+    def __post_init__(self) -> None:
+        gross = sum((line.gross for line in self.lines), ZERO)
+        subtotal = gross + self.shipping_amount + self.unlinked
+        discount = gross - sum((line.amount for line in self.lines), ZERO)
+        tax = sum((line.tax for line in self.lines), ZERO) + self.shipping_tax
+        for name, value in (
+            ("subtotal", subtotal),
+            ("discount", discount),
+            ("tax", tax),
+            ("total", subtotal - discount + tax),
+        ):
+            object.__setattr__(self, name, value)
 
 
 def quote_refund(

@@ -104,6 +104,7 @@ class HqService:
         self._decided: asyncio.Queue[Decided] = asyncio.Queue()
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._reported_gaps: set[str] = set()
+        self._ack_topics: dict[tuple[str, str], str] = {}  # one entry a gateway
         group, prefix = settings.group, settings.prefix
         self.client = MqttClient(
             settings.broker,
@@ -202,7 +203,10 @@ class HqService:
             self.counters[f"dropped_{leaf}"] += 1  # gateways send events again; look-ups time out
 
     def _ack(self, ack: AckOut) -> None:
-        topic = GatewayTopics(self._prefix, ack.store_id, ack.gateway_id).acks
+        key = (ack.store_id, ack.gateway_id)
+        topic = self._ack_topics.get(key)
+        if topic is None:
+            topic = self._ack_topics[key] = GatewayTopics(self._prefix, *key).acks
         try:
             self.client.publish(topic, dumps(ack.body), qos=1)
             self.counters[f"acks_{ack.body['status']}"] += 1

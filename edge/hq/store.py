@@ -3,6 +3,8 @@
 Every batch of incoming events is one IMMEDIATE transaction (fsynced) and acks go out only
 after it committed, so an acked event is durably held here. Duplicates are recognised by
 `event_id` and acked again with what HQ knows (for a refund: its outcome, if decided).
+Each event is checked in one compiled pass over its bytes and stored as received; each
+gateway's seq tracking is read once and written once per batch.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from edge.domain.envelope import EventEnvelope
 from edge.domain.ids import is_ulid
 from edge.hq.schema import open_store
+from edge.hqlink.envelopes import WireEnvelope, check_envelope
 from edge.ledger.timefmt import iso, utcnow
 from edge.sqlite_tx import immediate
 from edge.validation import first_error
 
 T = TypeVar("T")
+
+_DATETIME = TypeAdapter(datetime)  # occurred_at as stored: pydantic's JSON form of the time
 
 
 @dataclass(frozen=True)
@@ -94,87 +99,107 @@ def _ack(item: Incoming, event_id: str, status: str, **extra: Any) -> AckOut:
     return AckOut(item.store_id, item.gateway_id, body)
 
 
+@dataclass
+class _Stream:
+    """One gateway's seq tracking while a batch is recorded, written back once."""
+
+    through: int  # every seq up to here is held
+    high: int
+    gap_since: str | None
+    held_beyond: bool  # events past `through` were held before this batch
+    received: int = 0
+    duplicates: int = 0
+    new_seqs: set[int] = field(default_factory=set)
+
+
 def ingest(conn: sqlite3.Connection, items: Iterable[Incoming]) -> IngestResult:
     """Record a batch of events; returns the acks to send once this transaction commits."""
     out = IngestResult()
     now = iso(utcnow())
+    streams: dict[tuple[str, str], _Stream] = {}
     for item in items:
         envelope = _valid(item, out)
         if envelope is None:
             continue
-        wire = envelope.wire()
+        key = (item.store_id, item.gateway_id)  # the envelope's own, checked by _valid
+        stream = streams.get(key)
+        if stream is None:
+            stream = streams[key] = _load_stream(conn, key)
+        event_id, seq = envelope["event_id"], envelope["seq"]
         cur = conn.execute(
             "INSERT OR IGNORE INTO events (event_id, store_id, gateway_id, seq, type,"
             " occurred_at, received_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                envelope.event_id,
-                envelope.store_id,
-                envelope.gateway_id,
-                envelope.seq,
-                envelope.type,
-                wire["occurred_at"],
+                event_id,
+                item.store_id,
+                item.gateway_id,
+                seq,
+                envelope["type"],
+                _DATETIME.dump_python(envelope["occurred_at"], mode="json"),
                 now,
-                json.dumps(wire, separators=(",", ":")),
+                item.payload.decode(),
             ),
         )
         if cur.rowcount == 0:
             out.duplicates += 1
-            _count_duplicate(conn, envelope)
+            stream.duplicates += 1
             out.acks.append(_duplicate_ack(conn, item, envelope))
             continue
         out.new_events += 1
-        if _track_seq(conn, envelope, now):
-            out.gaps_opened.append(f"{envelope.store_id}/{envelope.gateway_id}")
-        if envelope.type == "refund.requested":
-            return_id = _record_refund(conn, envelope, now)
+        if _advance(conn, key, stream, seq, now):
+            out.gaps_opened.append(f"{item.store_id}/{item.gateway_id}")
+        if envelope["type"] == "refund.requested":
+            return_id = _record_refund(conn, item, envelope, now)
             if return_id is not None:
                 out.new_refunds.append(return_id)
-        out.acks.append(_ack(item, envelope.event_id, "accepted"))
+        out.acks.append(_ack(item, event_id, "accepted"))
+    for key, stream in streams.items():
+        _save_stream(conn, key, stream, now)
     return out
 
 
-def _valid(item: Incoming, out: IngestResult) -> EventEnvelope | None:
+def _valid(item: Incoming, out: IngestResult) -> WireEnvelope | None:
     """The envelope, or None after queueing a `rejected` ack (or noting it as malformed)."""
     try:
-        data = json.loads(item.payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        out.malformed.append(f"{item.store_id}/{item.gateway_id}: not JSON")
-        return None
-    try:
-        envelope = EventEnvelope.model_validate(data)
+        envelope = check_envelope(item.payload)
     except ValidationError as exc:
-        event_id = data.get("event_id") if isinstance(data, dict) else None
+        if exc.errors(include_input=False, include_url=False)[0]["type"] == "json_invalid":
+            out.malformed.append(f"{item.store_id}/{item.gateway_id}: not JSON")
+            return None
         reason = f"envelope invalid: {first_error(exc, '(envelope)')[:200]}"
         out.malformed.append(f"{item.store_id}/{item.gateway_id}: {reason}")
-        if isinstance(event_id, str) and is_ulid(event_id):
+        event_id = _event_id_of(item.payload)
+        if event_id is not None:
             out.acks.append(_ack(item, event_id, "rejected", reason=reason))
         return None
-    if (envelope.store_id, envelope.gateway_id) != (item.store_id, item.gateway_id):
+    if (envelope["store_id"], envelope["gateway_id"]) != (item.store_id, item.gateway_id):
         reason = "the envelope names another store or gateway than its topic"
         out.malformed.append(f"{item.store_id}/{item.gateway_id}: {reason}")
-        out.acks.append(_ack(item, envelope.event_id, "rejected", reason=reason))
+        out.acks.append(_ack(item, envelope["event_id"], "rejected", reason=reason))
         return None
     return envelope
 
 
-def _count_duplicate(conn: sqlite3.Connection, envelope: EventEnvelope) -> None:
-    conn.execute(
-        "INSERT INTO streams (store_id, gateway_id, duplicates) VALUES (?, ?, 1)"
-        " ON CONFLICT (store_id, gateway_id) DO UPDATE SET duplicates = duplicates + 1",
-        (envelope.store_id, envelope.gateway_id),
-    )
+def _event_id_of(payload: bytes) -> str | None:
+    """The event id of an envelope that failed the schema, if it names a valid one."""
+    try:
+        data = json.loads(payload)
+    except ValueError:  # JSON pydantic-core read but the standard library does not
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) and is_ulid(event_id) else None
 
 
-def _duplicate_ack(conn: sqlite3.Connection, item: Incoming, envelope: EventEnvelope) -> AckOut:
+def _duplicate_ack(conn: sqlite3.Connection, item: Incoming, envelope: WireEnvelope) -> AckOut:
     """A duplicate is acked again; a decided refund's ack carries its outcome again."""
-    if envelope.type == "refund.requested":
+    if envelope["type"] == "refund.requested":
         row = conn.execute(
             "SELECT * FROM refunds WHERE event_id = ? AND status != 'received'",
-            (envelope.event_id,),
+            (envelope["event_id"],),
         ).fetchone()
         if row is not None:
             return decision_ack(row)
-    return _ack(item, envelope.event_id, "accepted")
+    return _ack(item, envelope["event_id"], "accepted")
 
 
 def decision_ack(row: sqlite3.Row) -> AckOut:
@@ -192,35 +217,67 @@ def decision_ack(row: sqlite3.Row) -> AckOut:
     )
 
 
-def _track_seq(conn: sqlite3.Connection, envelope: EventEnvelope, now: str) -> bool:
-    """Advance the gateway's contiguous seq; True when this event opened a gap."""
-    key = (envelope.store_id, envelope.gateway_id)
+def _load_stream(conn: sqlite3.Connection, key: tuple[str, str]) -> _Stream:
     conn.execute("INSERT OR IGNORE INTO streams (store_id, gateway_id) VALUES (?, ?)", key)
-    row = conn.execute(
+    through, high, gap_since = conn.execute(
         "SELECT contiguous_through, high_seq, gap_since FROM streams"
         " WHERE store_id = ? AND gateway_id = ?",
         key,
     ).fetchone()
-    through, high, gap_since = int(row[0]), int(row[1]), row[2]
-    high = max(high, envelope.seq)
-    if envelope.seq == through + 1:
-        through = envelope.seq
-        while conn.execute(
-            "SELECT 1 FROM events WHERE store_id = ? AND gateway_id = ? AND seq = ?",
-            (*key, through + 1),
-        ).fetchone():
+    return _Stream(int(through), int(high), gap_since, held_beyond=int(high) > int(through))
+
+
+def _advance(
+    conn: sqlite3.Connection, key: tuple[str, str], stream: _Stream, seq: int, now: str
+) -> bool:
+    """Count a newly held seq and advance the contiguous seq; True when it opened a gap.
+
+    Held seqs past `through` are those of this batch, and, only when the stream had a gap
+    before it, older ones the store is asked about.
+    """
+    stream.received += 1
+    stream.new_seqs.add(seq)
+    stream.high = max(stream.high, seq)
+    if seq == stream.through + 1:
+        through = seq
+        while through + 1 in stream.new_seqs or (
+            stream.held_beyond
+            and conn.execute(
+                "SELECT 1 FROM events WHERE store_id = ? AND gateway_id = ? AND seq = ?",
+                (*key, through + 1),
+            ).fetchone()
+        ):
             through += 1
-    opened = high > through and gap_since is None
-    conn.execute(
-        "UPDATE streams SET contiguous_through = ?, high_seq = ?, received = received + 1,"
-        " gap_since = ?, last_event_at = ? WHERE store_id = ? AND gateway_id = ?",
-        (through, high, (gap_since or now) if high > through else None, now, *key),
-    )
+        stream.through = through
+    gap = stream.high > stream.through
+    opened = gap and stream.gap_since is None
+    stream.gap_since = (stream.gap_since or now) if gap else None
     return opened
 
 
-def _record_refund(conn: sqlite3.Connection, envelope: EventEnvelope, now: str) -> str | None:
-    data = envelope.data
+def _save_stream(conn: sqlite3.Connection, key: tuple[str, str], stream: _Stream, now: str) -> None:
+    conn.execute(
+        "UPDATE streams SET contiguous_through = ?, high_seq = ?, received = received + ?,"
+        " duplicates = duplicates + ?, gap_since = ?,"
+        " last_event_at = CASE WHEN ? > 0 THEN ? ELSE last_event_at END"
+        " WHERE store_id = ? AND gateway_id = ?",
+        (
+            stream.through,
+            stream.high,
+            stream.received,
+            stream.duplicates,
+            stream.gap_since,
+            stream.received,
+            now,
+            *key,
+        ),
+    )
+
+
+def _record_refund(
+    conn: sqlite3.Connection, item: Incoming, envelope: WireEnvelope, now: str
+) -> str | None:
+    data = envelope["data"]
     return_id = data.get("return_id")
     if not isinstance(return_id, str):
         return None
@@ -229,9 +286,9 @@ def _record_refund(conn: sqlite3.Connection, envelope: EventEnvelope, now: str) 
         " total, request, status, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'received', ?)",
         (
             return_id,
-            envelope.event_id,
-            envelope.store_id,
-            envelope.gateway_id,
+            envelope["event_id"],
+            item.store_id,
+            item.gateway_id,
             str(data.get("currency", "")),
             str(data.get("total", "0")),
             json.dumps(data, separators=(",", ":")),

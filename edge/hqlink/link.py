@@ -86,7 +86,6 @@ class HqLink:
             prepare=self._prepare,
             on_connect=self._born,
             on_disconnect=self._lost,
-            max_inflight=settings.window + 100,
         )
         self.alerts = Alerts(self.client, topics.alerts)
         self.relay = Relay(

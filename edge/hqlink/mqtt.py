@@ -79,7 +79,6 @@ class MqttClient:
         prepare: Callable[[], Awaitable[Will | None]] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         on_disconnect: Callable[[str], None] | None = None,
-        max_inflight: int = 1000,
         rng: random.Random | None = None,
     ) -> None:
         self._broker = broker
@@ -90,7 +89,6 @@ class MqttClient:
         self._prepare = prepare
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
-        self._max_inflight = max_inflight
         self._backoff = Backoff(broker.backoff_initial_s, broker.backoff_max_s, rng)
         self._protocol = "5" if broker.protocol in ("auto", "5") else "3.1.1"
         self._session: Session | None = None
@@ -259,7 +257,9 @@ class MqttClient:
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             clean_session=None if v5 else True,
         )
-        client.max_inflight_messages_set(self._max_inflight)
+        # No limit in paho: the relay bounds its own window, and with a limit set paho walks
+        # every unacknowledged message on each PUBACK (quadratic in the window).
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.connect_timeout = self._broker.connect_timeout_s
         if self._broker.username is not None:

@@ -78,17 +78,20 @@ class AlertMsg(_In):
 
 
 def parse(model: type[M], payload: bytes) -> M:
-    """Decode and validate one payload; raises Malformed (never anything else)."""
+    """Decode and validate one payload in one pass (pydantic-core reads the bytes); raises
+    Malformed (never anything else)."""
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Malformed(f"not JSON: {exc}") from None
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(payload)
     except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise Malformed(f"not JSON: {first['msg']}") from None
         raise Malformed(first_error(exc, "(payload)")) from None
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def dumps(data: Any) -> bytes:
     """Compact JSON, the one encoding on the wire."""
-    return json.dumps(data, separators=(",", ":"), default=str).encode()
+    return _ENCODER.encode(data).encode()

@@ -1,11 +1,13 @@
 """The outbox relay: pending events to HQ in seq order, done only when HQ acks them.
 
-A bounded window of events is in flight at a time (paho slows down past about a hundred
-unacknowledged messages). An event leaves the window on HQ's ack, or is sent again with the
-same event_id once `ack_timeout_s` passed. Acks are written in batches through the ledger's
-single writer. Outbox rows are the truth and the window is only a cache of them: on any
-doubt (a new connection, a failed ack write, a replay) the relay forgets the window and
-starts again from the first pending event.
+A bounded window of events is in flight at a time. An event leaves the window on HQ's ack,
+or is sent again with the same event_id once `ack_timeout_s` passed. Behind a backlog the
+window is refilled a quarter at a time (one outbox read for many events, not one per ack);
+at the end of the outbox a new event goes out at once. Every stored envelope is checked
+against the contract's schema, in one compiled pass over its bytes, before it is sent. Acks
+are written in batches through the ledger's single writer. Outbox rows are the truth and
+the window is only a cache of them: on any doubt (a new connection, a failed ack write, a
+replay) the relay forgets the window and starts again from the first pending event.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -22,16 +24,17 @@ from functools import partial
 from pydantic import ValidationError
 
 from edge.bus import EventBus
-from edge.domain.envelope import EventEnvelope
 from edge.errors import MqttLinkError, StorageError
 from edge.events import OutboxAppended, RefundUpdated
 from edge.hqlink.alerts import Alerts
+from edge.hqlink.envelopes import check_envelope
 from edge.hqlink.mqtt import MqttClient
 from edge.hqlink.settings import HqSettings
 from edge.ledger import hq_sync
 from edge.ledger.hq_sync import Ack, PendingEvent, Sent
 from edge.ledger.ledger import Ledger
 from edge.ledger.timefmt import iso, utcnow
+from edge.memory import release_heap
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ ACK_BACKLOG_MAX = 20_000
 SENT_FLUSH_S = 1.0
 STORAGE_RETRY_S = 1.0
 PRUNE_BATCH = 5_000
+REFILL_FRACTION = 4  # behind a backlog, read the outbox once a quarter of the window is free
+RELEASE_AFTER = 10_000  # events sent in one burst, after which freed heap goes back to the OS
 
 
 @dataclass
@@ -67,10 +72,15 @@ class Relay:
         self._alerts = alerts
         self._errors = errors
         self._bus = bus
-        self._inflight: dict[str, _Flight] = {}
+        self._inflight: dict[str, _Flight] = {}  # in send order (a re-send goes to the back)
+        self._first_sent: deque[str] = deque()  # in first-send order; acked ones dropped lazily
         self._cursor = 0
         self._generation = -1
         self._maybe_more = True
+        self._at_end = True  # the last read reached the end of the pending events
+        self._last_appended = 0  # the highest seq the ledger announced
+        self._scans = 0  # rescans so far: a read begun before one is stale
+        self._refill = max(1, settings.window // REFILL_FRACTION)
         self._wake = asyncio.Event()
         self._acks: list[Ack] = []
         self._sent: dict[str, Sent] = {}
@@ -78,6 +88,7 @@ class Relay:
         self._skipped: set[int] = set()
         self.last_ack_at: float | None = None
         self.published = 0
+        self._published_at_release = 0
         self.resent = 0
         self.acked = 0
         self.followups = 0
@@ -90,7 +101,7 @@ class Relay:
         if len(self._acks) >= ACK_BACKLOG_MAX:
             self._errors["ack_backlog_full"] += 1
             return  # still in the window, so it is sent again and HQ acks it again
-        if self._inflight.pop(ack.event_id, None) is not None:
+        if self._inflight.pop(ack.event_id, None) is not None and self._should_fill():
             self._wake.set()
         self._acks.append(ack)
         self._ack_wake.set()
@@ -101,15 +112,28 @@ class Relay:
     def rescan(self) -> None:
         """Forget the window; the next fill starts again at the first pending event."""
         self._inflight.clear()
+        self._first_sent.clear()
         self._cursor = 0
+        self._scans += 1
         self._maybe_more = True
+        self._at_end = True
         self._wake.set()
 
     def unacked_for(self) -> float:
-        """How long the oldest event in the window has waited for HQ (0 if none)."""
-        if not self._inflight:
+        """How long the oldest event in the window has waited for HQ (0 if none); asked on
+        every refund (the offline flag), so O(1) and not a walk over the window."""
+        self._drop_acked_front()
+        if not self._first_sent:
             return 0.0
-        return time.monotonic() - min(f.first_sent for f in self._inflight.values())
+        return time.monotonic() - self._inflight[self._first_sent[0]].first_sent
+
+    def _drop_acked_front(self) -> None:
+        while self._first_sent and self._first_sent[0] not in self._inflight:
+            self._first_sent.popleft()
+        if len(self._first_sent) > 2 * len(self._inflight) + self._settings.window:
+            # one old event holds the front while many after it were acked: rebuild
+            flights = self._inflight
+            self._first_sent = deque(sorted(flights, key=lambda e: flights[e].first_sent))
 
     @property
     def in_flight(self) -> int:
@@ -128,6 +152,7 @@ class Relay:
             unsubscribe()
 
     def _appended(self, event: OutboxAppended) -> None:
+        self._last_appended = max(self._last_appended, event.last_seq)
         if event.last_seq > self._cursor:
             self._maybe_more = True
             self._wake.set()
@@ -150,21 +175,36 @@ class Relay:
                 log.error("relay cannot read the outbox: %s", exc)
                 await asyncio.sleep(STORAGE_RETRY_S)
                 continue
+            self._release_after_burst()
             await self._idle()
 
-    def _has_room(self) -> bool:
-        return len(self._inflight) < self._settings.window and len(self._acks) < ACK_BACKLOG_MAX
+    def _release_after_burst(self) -> None:
+        """Once a large backlog is drained and acked, give the heap its payloads and paho's
+        bookkeeping used back to the OS: a drained backlog is the gateway's biggest burst."""
+        if self._inflight or self._maybe_more:
+            return
+        if self.published - self._published_at_release >= RELEASE_AFTER:
+            self._published_at_release = self.published
+            release_heap()
+
+    def _should_fill(self) -> bool:
+        """Whether to read more of the outbox now: there may be more, the ack backlog has
+        room, and the window has room for a quarter of itself (at once at the outbox's end,
+        where one new event is all there is)."""
+        if not self._maybe_more or len(self._acks) >= ACK_BACKLOG_MAX:
+            return False
+        room = self._settings.window - len(self._inflight)
+        return room >= self._refill or (room > 0 and self._at_end)
 
     async def _fill(self) -> None:
-        while self._maybe_more and self._has_room() and self._client.connected:
+        while self._should_fill() and self._client.connected:
             room = self._settings.window - len(self._inflight)
-            after, generation = self._cursor, self._generation
-            fetch = partial(hq_sync.fetch_pending, after_seq=after, limit=room)
+            generation, scans, announced = self._generation, self._scans, self._last_appended
+            fetch = partial(hq_sync.fetch_pending, after_seq=self._cursor, limit=room)
             rows = await self._ledger.read(fetch)
-            if generation != self._client.generation or after != self._cursor:
+            if generation != self._client.generation or scans != self._scans:
                 return  # reconnected or rescanned meanwhile; the loop starts over
-            self._maybe_more = len(rows) == room
-            now = time.monotonic()
+            now, at = time.monotonic(), iso(utcnow())
             for row in rows:
                 self._cursor = row.seq
                 payload = self._checked(row)
@@ -172,14 +212,20 @@ class Relay:
                     continue
                 self._client.publish(self._topic, payload, qos=1)
                 self._inflight[row.event_id] = _Flight(row.seq, payload, now, now)
-                self._note_sent(row.event_id)
+                self._first_sent.append(row.event_id)
+                self._note_sent(row.event_id, at)
                 self.published += 1
+            self._drop_acked_front()  # keeps the queue about as long as the window
+            self._at_end = len(rows) < room
+            # an event appended while the read ran may be missing from it: read again
+            self._maybe_more = not self._at_end or self._last_appended > announced
 
     def _checked(self, row: PendingEvent) -> bytes | None:
         """The stored envelope if it still passes the schema; else alert and skip (kept)."""
+        payload = row.envelope.encode()
         try:
-            envelope = EventEnvelope.model_validate_json(row.envelope)
-            if envelope.seq != row.seq or envelope.event_id != row.event_id:
+            envelope = check_envelope(payload)
+            if envelope["seq"] != row.seq or envelope["event_id"] != row.event_id:
                 msg = "envelope seq/event_id differ from the outbox row"
                 raise ValueError(msg)
         except (ValidationError, ValueError) as exc:
@@ -194,24 +240,26 @@ class Relay:
                     subject=str(row.seq),
                 )
             return None
-        return row.envelope.encode()
+        return payload
 
     def _resend_expired(self) -> None:
         now = time.monotonic()
         due = now - self._settings.ack_timeout_s
+        at = ""
         while self._inflight:
             event_id, flight = next(iter(self._inflight.items()))
             if flight.sent_at > due:
                 return
+            at = at or iso(utcnow())
             self._client.publish(self._topic, flight.payload, qos=1)
             del self._inflight[event_id]
             flight.sent_at = now
             self._inflight[event_id] = flight  # to the back: the window stays in send order
-            self._note_sent(event_id)
+            self._note_sent(event_id, at)
             self.resent += 1
 
     async def _idle(self) -> None:
-        if self._maybe_more and self._has_room():
+        if self._should_fill():
             return
         timeout = None
         if self._inflight:
@@ -221,9 +269,9 @@ class Relay:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    def _note_sent(self, event_id: str) -> None:
+    def _note_sent(self, event_id: str, at: str) -> None:
         prior = self._sent.get(event_id)
-        self._sent[event_id] = Sent(event_id, (prior.times if prior else 0) + 1, iso(utcnow()))
+        self._sent[event_id] = Sent(event_id, (prior.times if prior else 0) + 1, at)
 
     async def _ack_loop(self) -> None:
         while True:
@@ -279,11 +327,12 @@ class Relay:
         cutoff = iso(utcnow() - timedelta(seconds=self._settings.settle_followup_s))
         limit = self._settings.window
         rows = await self._ledger.write(lambda c: hq_sync.due_settlements(c, cutoff, limit))
+        at = iso(utcnow())
         for row in rows:
             payload = self._checked(row)
             if payload is not None:
                 self._client.publish(self._topic, payload, qos=1)
-                self._note_sent(row.event_id)
+                self._note_sent(row.event_id, at)
                 self.followups += 1
         if rows:
             self._ack_wake.set()

@@ -64,7 +64,7 @@ class HqSettings(_Section):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     prefix: str = Field("retail/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     health_interval_s: float = Field(30.0, gt=0, le=3600)
-    window: int = Field(50, ge=1, le=1000)
+    window: int = Field(500, ge=1, le=1000)
     ack_timeout_s: float = Field(10.0, gt=0, le=3600)
     ack_silence_s: float = Field(20.0, gt=0, le=3600)
     require_hq_presence: bool = False  # opt-in refinement of `online`; never gates delivery

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -42,14 +41,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Kept:
-    """A message kept for replay, and whether a register of its lane has taken it."""
+    """A message kept for replay, and whether a register of its lane has taken it.
+
+    The message is made from the event when a subscriber first needs it: most refunds are
+    recorded while no register listens, and serialising each one's view would cost the
+    event loop on every refund."""
 
     at: float
     id: int
     lane: str | None
-    message: Message
+    event: BaseModel
     valid_until: float  # a grant's expiry on the hub's clock; inf for everything else
     taken: bool = False
+    _message: Message | None = None
+
+    @property
+    def message(self) -> Message:
+        if self._message is None:
+            self._message = self.event.model_dump(mode="json")
+            self._message["id"] = self.id
+        return self._message
 
 
 def _visible(sub_lane: str | None, msg_lane: str | None) -> bool:
@@ -163,18 +174,21 @@ class LaneHub:
         return math.inf
 
     def _on_event(self, event: BaseModel) -> None:
-        message: dict[str, Any] = event.model_dump(mode="json")
         self._last_id += 1
-        message["id"] = self._last_id
-        lane = message.get("lane") if not isinstance(event, RefundUpdated) else None
+        # A refund's update goes to every lane; the others belong to the lane they name.
+        lane = (
+            event.lane
+            if isinstance(event, ScanEvent | DeviceStatusEvent | ApprovalGrantEvent)
+            else None
+        )
         at = self._clock()
-        kept = _Kept(at, self._last_id, lane, message, self._valid_until(event, at))
+        kept = _Kept(at, self._last_id, lane, event, self._valid_until(event, at))
         self._kept.append(kept)
         self._prune()
         for sub in list(self._subscribers):
             if not _visible(sub.lane, lane):
                 continue
-            if sub.offer(_for_subscriber(sub, message)):
+            if sub.offer(_for_subscriber(sub, kept.message)):
                 kept.taken = kept.taken or _takes_held(sub, lane)
             else:
                 self.dropped_subscribers += 1

@@ -8,11 +8,11 @@ was edited, inserted or deleted, including at the end.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 
+from edge.canonical import canonical_json
 from edge.ledger.timefmt import iso
 
 GENESIS = "0" * 64
@@ -20,8 +20,7 @@ GENESIS = "0" * 64
 
 def _digest(fields: tuple[Any, ...]) -> str:
     """Hash of (seq, at, actor, action, subject, detail, prev_hash)."""
-    body = json.dumps(list(fields), separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(list(fields)).encode()).hexdigest()
 
 
 def append_audit(
@@ -37,7 +36,7 @@ def append_audit(
     row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
     stamp = iso(at)
-    detail_text = json.dumps(detail, separators=(",", ":"), sort_keys=True, default=str)
+    detail_text = canonical_json(detail)
     digest = _digest((seq, stamp, actor, action, subject, detail_text, prev))
     conn.execute(
         "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) "

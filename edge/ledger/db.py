@@ -33,6 +33,11 @@ PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
+    # Temporary files in memory: above all the statement journal that keeps each group-commit
+    # job's SAVEPOINT undoable, which SQLite otherwise spills to a temporary file on disk.
+    # It only serves rolling back inside an open transaction (never crash recovery: that is
+    # the WAL's), so keeping it in memory costs no durability.
+    "PRAGMA temp_store=MEMORY",
 )
 
 

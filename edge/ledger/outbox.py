@@ -6,12 +6,13 @@ pruned, and a rolled-back job gives its number back.
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge.canonical import canonical_json
 from edge.domain.envelope import EVENT_TYPES, EventType
 from edge.domain.ids import new_ulid
 from edge.ledger.timefmt import iso
@@ -34,37 +35,55 @@ class StagedEvent:
 def append_event(
     conn: sqlite3.Connection, origin: Origin, type_: EventType, data: dict[str, Any], at: datetime
 ) -> StagedEvent:
-    """Stage one event inside the caller's transaction.
+    """Stage one event inside the caller's transaction (see `append_events`)."""
+    (staged,) = append_events(conn, origin, ((type_, data),), at)
+    return staged
 
-    The envelope is assembled from values made right here (a fresh ULID, the next `seq`, the
-    configured origin, an aware time), so it has the `EventEnvelope` shape by construction
-    and is not run through pydantic on the writer's hot path; the relay checks every stored
-    envelope against `EventEnvelope` before it publishes it.
+
+def append_events(
+    conn: sqlite3.Connection,
+    origin: Origin,
+    events: Sequence[tuple[EventType, dict[str, Any]]],
+    at: datetime,
+) -> list[StagedEvent]:
+    """Stage events inside the caller's transaction, numbered in the order given.
+
+    Each envelope is assembled from values made right here (a fresh ULID, the next `seq`,
+    the configured origin, an aware time), so it has the `EventEnvelope` shape by
+    construction and is not run through pydantic on the writer's hot path; the relay checks
+    every stored envelope against `EventEnvelope` before it publishes it. The events take
+    their numbers with one counter update and are written with one statement.
     """
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_!r}")
-    (seq,) = conn.execute(
-        "UPDATE counters SET value = value + 1 WHERE name = 'outbox_seq' RETURNING value"
+    for type_, _ in events:
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_!r}")
+    (last,) = conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'outbox_seq' RETURNING value",
+        (len(events),),
     ).fetchone()
-    event_id = new_ulid(at)
-    envelope = {
-        "data": data,
-        "event_id": event_id,
-        "gateway_id": origin.gateway_id,
-        "occurred_at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "schema": 1,
-        "seq": seq,
-        "store_id": origin.store_id,
-        "type": type_,
-    }
-    conn.execute(
+    occurred_at = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = iso(at)
+    staged: list[StagedEvent] = []
+    rows = []
+    for seq, (type_, data) in enumerate(events, start=int(last) - len(events) + 1):
+        event_id = new_ulid(at)
+        envelope = {
+            "data": data,
+            "event_id": event_id,
+            "gateway_id": origin.gateway_id,
+            "occurred_at": occurred_at,
+            "schema": 1,
+            "seq": seq,
+            "store_id": origin.store_id,
+            "type": type_,
+        }
+        rows.append((seq, event_id, type_, stamp, canonical_json(envelope)))
+        staged.append(StagedEvent(seq, event_id))
+    conn.executemany(
         "INSERT INTO outbox (seq, event_id, type, occurred_at, envelope) VALUES (?, ?, ?, ?, ?)",
-        (seq, event_id, type_, iso(at), _dumps(envelope)),
+        rows,
     )
-    return StagedEvent(int(seq), event_id)
-
-
-_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+    return staged
 
 
 @dataclass(frozen=True)

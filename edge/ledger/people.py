@@ -14,9 +14,8 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from functools import cache
+from typing import TYPE_CHECKING
 
 from edge.ledger.audit import append_audit
 from edge.ledger.timefmt import iso, parse_iso
@@ -25,8 +24,18 @@ ROLES = ("register", "handheld", "admin", "monitor")
 # Roles that serve one lane: they may be bound to it (a lane is named as in [devices]).
 LANE_ROLES = ("register", "handheld")
 LANE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}"
-# Moderate cost: a Raspberry Pi verifies a PIN in well under half a second.
-_PIN_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@cache
+def _pin_hasher() -> PasswordHasher:
+    """Argon2 (and its cffi bindings) load with the first PIN set or checked, not with the
+    daemon: most gateways run for hours between manager approvals."""
+    from argon2 import PasswordHasher  # noqa: PLC0415 - see the docstring
+
+    # Moderate cost: a Raspberry Pi verifies a PIN in well under half a second.
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -38,13 +47,15 @@ def secret_matches(secret: str, stored: str) -> bool:
 
 
 def hash_pin(pin: str) -> str:
-    return _PIN_HASHER.hash(pin)
+    return _pin_hasher().hash(pin)
 
 
 def pin_matches(pin: str, stored: str) -> bool:
     """Slow on purpose; call it off the event loop."""
+    from argon2.exceptions import InvalidHashError, VerificationError  # noqa: PLC0415
+
     try:
-        return _PIN_HASHER.verify(stored, pin)
+        return _pin_hasher().verify(stored, pin)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -9,7 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import orjson
+
+from edge.domain.envelope import EventType
 from edge.domain.errors import (
     ApprovalRequired,
     IdempotencyKeyReused,
@@ -22,7 +26,6 @@ from edge.domain.policy import needs_approval, offline_card_refusal
 from edge.domain.refund import RefundQuote, RequestedLine, quote_refund
 from edge.domain.tenders import TenderRefund
 from edge.domain.views import (
-    Channel,
     InventoryItem,
     InventoryReturned,
     RefundKind,
@@ -33,12 +36,11 @@ from edge.domain.views import (
     RefundView,
     Shipping,
     dump,
-    dump_json,
     load_json,
 )
 from edge.ledger.audit import append_audit
-from edge.ledger.outbox import Origin, append_event
-from edge.ledger.sales import load_sale_state
+from edge.ledger.outbox import Origin, append_events
+from edge.ledger.sales import SaleRecord, load_sale_record
 from edge.ledger.timefmt import iso
 
 
@@ -81,10 +83,14 @@ class RefundCommand:
 
 @dataclass(frozen=True)
 class RefundOutcome:
+    """What the register is answered: the status and the refund, whose JSON (`body`) is made
+    once, by the writer, and is both the stored idempotent response and the HTTP body."""
+
     status: int
     refund: RefundView
     replayed: bool
     last_seq: int | None
+    body: bytes
 
 
 def find_idempotent(
@@ -102,7 +108,10 @@ def find_idempotent(
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; use a new key"
         )
-    return RefundOutcome(row["status"], load_json(RefundView, row["response"]), True, None)
+    response = row["response"]
+    return RefundOutcome(
+        row["status"], load_json(RefundView, response), True, None, response.encode()
+    )
 
 
 def create_refund(
@@ -116,7 +125,7 @@ def create_refund(
     replay = find_idempotent(conn, cmd.client_id, cmd.idempotency_key, cmd.fingerprint)
     if replay is not None:
         return replay
-    quote, sale_channel = _quote(conn, cmd, rules, at)
+    quote, sale = _quote(conn, cmd, rules, at)
     if cmd.approved_by is None and needs_approval(
         cmd.kind, quote.currency, quote.total, rules.approval_thresholds
     ):
@@ -128,16 +137,23 @@ def create_refund(
     if cmd.offline:
         _check_offline(conn, quote, rules)
     return_id = new_return_id(origin.store_id, at)
-    codes = _insert(conn, cmd, quote, return_id, rules, at)
-    view = _written_view(cmd, quote, return_id, codes, iso(at))
-    # `refund.requested` data is the view and who asked from where (`RefundRequested`).
+    stamp = iso(at)
+    codes = _insert(conn, cmd, quote, return_id, rules, stamp)
+    view = _written_view(cmd, quote, return_id, codes, stamp)
     data = dump(view)
-    data.update(register_id=cmd.register_id, client_id=cmd.client_id, sale_channel=sale_channel)
-    event = append_event(conn, origin, "refund.requested", data, at)
-    last_seq = event.seq
+    # The JSON of `dump` is what pydantic writes for the view (`dump_json`), made once here.
+    body = orjson.dumps(data)
+    # `refund.requested` data is the view and who asked from where (`RefundRequested`).
+    data.update(
+        register_id=cmd.register_id,
+        client_id=cmd.client_id,
+        sale_channel=None if sale is None else sale.channel,
+    )
+    events: list[tuple[EventType, dict[str, Any]]] = [("refund.requested", data)]
     restocked = [line for line in cmd.lines if line.restock]
-    if restocked and cmd.sale_id is not None:
-        last_seq = _inventory_event(conn, origin, cmd.sale_id, return_id, restocked, at)
+    if restocked and sale is not None:
+        events.append(("inventory.returned", _inventory_returned(sale, return_id, restocked)))
+    staged = append_events(conn, origin, events, at)
     append_audit(
         conn,
         at=at,
@@ -151,27 +167,20 @@ def create_refund(
             "currency": quote.currency,
             "approved_by": cmd.approved_by,
             "offline": cmd.offline,
-            "event_id": event.event_id,
+            "event_id": staged[0].event_id,
         },
     )
     conn.execute(
         "INSERT INTO idempotency_keys (client_id, key, fingerprint, status, response, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            cmd.client_id,
-            cmd.idempotency_key,
-            cmd.fingerprint,
-            201,
-            dump_json(view),
-            iso(at),
-        ),
+        (cmd.client_id, cmd.idempotency_key, cmd.fingerprint, 201, body.decode(), stamp),
     )
-    return RefundOutcome(201, view, False, last_seq)
+    return RefundOutcome(201, view, False, staged[-1].seq, body)
 
 
 def _quote(
     conn: sqlite3.Connection, cmd: RefundCommand, rules: RefundRules, at: datetime
-) -> tuple[RefundQuote, Channel | None]:
+) -> tuple[RefundQuote, SaleRecord | None]:
     if cmd.kind != "receipt":
         assert cmd.amount is not None
         assert cmd.currency is not None
@@ -180,14 +189,11 @@ def _quote(
         tender = TenderRefund(type=paid_as, amount=cmd.amount, sources=())
         return RefundQuote(cmd.currency, (), ZERO, ZERO, (tender,), unlinked=cmd.amount), None
     assert cmd.sale_id is not None
-    state = load_sale_state(conn, cmd.sale_id)
-    if state is None:
+    sale = load_sale_record(conn, cmd.sale_id)
+    if sale is None:
         raise NotFound(f"no sale {cmd.sale_id} is recorded here", "sale_id")
-    (channel,) = conn.execute(
-        "SELECT channel FROM sales WHERE sale_id = ?", (cmd.sale_id,)
-    ).fetchone()
     quote = quote_refund(
-        state,
+        sale.state,
         [RequestedLine(line.line_id, line.quantity) for line in cmd.lines],
         now=at,
         window_days=rules.window_days,
@@ -195,7 +201,7 @@ def _quote(
         tender_order=rules.tender_order,
         refund_shipping=rules.refund_shipping,
     )
-    return quote, channel
+    return quote, sale
 
 
 def _check_offline(conn: sqlite3.Connection, quote: RefundQuote, rules: RefundRules) -> None:
@@ -235,7 +241,7 @@ def _insert(
     quote: RefundQuote,
     return_id: str,
     rules: RefundRules,
-    at: datetime,
+    stamp: str,
 ) -> list[str | None]:
     """Write the refund's rows; returns the store credit code issued for each tender."""
     cur = quote.currency
@@ -243,7 +249,6 @@ def _insert(
     def m(amount: Decimal) -> int:
         return to_minor(amount, cur)
 
-    stamp = iso(at)
     codes: list[str | None] = []
     conn.execute(
         "INSERT INTO returns (return_id, sale_id, kind, status, offline, currency, refund_to,"
@@ -387,27 +392,17 @@ def _written_view(
     )
 
 
-def _inventory_event(
-    conn: sqlite3.Connection,
-    origin: Origin,
-    sale_id: str,
-    return_id: str,
-    lines: Sequence[LineRequest],
-    at: datetime,
-) -> int:
+def _inventory_returned(
+    sale: SaleRecord, return_id: str, lines: Sequence[LineRequest]
+) -> dict[str, Any]:
+    """`inventory.returned` data: the restocked units, with the SKU and GTIN they sold as."""
     items = []
     for line in lines:
-        row = conn.execute(
-            "SELECT sku, gtin FROM sale_lines WHERE sale_id = ? AND line_id = ?",
-            (sale_id, line.line_id),
-        ).fetchone()
+        sku, gtin = sale.items[line.line_id]
         items.append(
-            InventoryItem(
-                line_id=line.line_id, sku=row["sku"], gtin=row["gtin"], quantity=line.quantity
-            )
+            InventoryItem(line_id=line.line_id, sku=sku, gtin=gtin, quantity=line.quantity)
         )
-    data = InventoryReturned(return_id=return_id, sale_id=sale_id, items=items)
-    return append_event(conn, origin, "inventory.returned", dump(data), at).seq
+    return dump(InventoryReturned(return_id=return_id, sale_id=sale.state.sale_id, items=items))
 
 
 def refund_view(conn: sqlite3.Connection, return_id: str) -> RefundView | None:

@@ -14,7 +14,7 @@ from edge.domain.money import fmt, from_minor, to_minor
 from edge.domain.refund import SaleState
 from edge.domain.sale import PricedLine, PricedSale
 from edge.domain.tenders import OriginalTender
-from edge.domain.views import SaleLine, SaleTender, SaleView, Shipping, dump
+from edge.domain.views import Channel, SaleLine, SaleTender, SaleView, Shipping, dump
 from edge.ledger.audit import append_audit
 from edge.ledger.outbox import Origin, append_event
 from edge.ledger.timefmt import iso, parse_iso
@@ -151,61 +151,90 @@ def _drawn_by_tender(conn: sqlite3.Connection, sale_id: str) -> dict[str, int]:
     }
 
 
-def load_sale_state(conn: sqlite3.Connection, sale_id: str) -> SaleState | None:
-    """The sale as the refund rules see it, read inside the caller's transaction."""
-    sale = conn.execute(
-        "SELECT currency, occurred_at, shipping_amount, shipping_tax FROM sales WHERE sale_id = ?",
+@dataclass(frozen=True, slots=True)
+class SaleRecord:
+    """A recorded sale as a refund of it needs it: the state the refund rules read, the
+    sale's channel, and each line's SKU and GTIN (for `inventory.returned`)."""
+
+    state: SaleState
+    channel: Channel
+    items: dict[str, tuple[str, str | None]]
+
+
+def load_sale_record(conn: sqlite3.Connection, sale_id: str) -> SaleRecord | None:
+    """The sale and what was given back of it, read inside the caller's transaction.
+
+    Two statements: the sale's lines, each with the sale's own columns and the units
+    returned of it; its tenders, each with what was drawn from it.
+    """
+    lines: list[PricedLine] = []
+    items: dict[str, tuple[str, str | None]] = {}
+    returned: dict[str, int] = {}
+    sale = None
+    for r in conn.execute(
+        "SELECT s.channel, s.currency, s.occurred_at, s.shipping_amount, s.shipping_tax,"
+        " EXISTS (SELECT 1 FROM returns x WHERE x.sale_id = s.sale_id"
+        " AND x.shipping_amount + x.shipping_tax > 0),"
+        " l.line_id, l.quantity, l.unit_price, l.discount, l.order_discount, l.tax, l.paid,"
+        " l.final_sale, l.sku, l.gtin, (SELECT sum(x.quantity) FROM return_lines x"
+        " WHERE x.sale_id = l.sale_id AND x.line_id = l.line_id)"
+        " FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id"
+        " WHERE s.sale_id = ? ORDER BY l.line_no",
         (sale_id,),
-    ).fetchone()
-    if sale is None:
+    ):
+        sale = r
+        cur = r[1]
+        line_id = r[6]
+        lines.append(
+            PricedLine(
+                line_id=line_id,
+                quantity=r[7],
+                unit_price=from_minor(r[8], cur),
+                discount=from_minor(r[9], cur),
+                order_discount=from_minor(r[10], cur),
+                tax=from_minor(r[11], cur),
+                paid=from_minor(r[12], cur),
+                final_sale=bool(r[13]),
+            )
+        )
+        items[line_id] = (r[14], r[15])
+        if r[16] is not None:
+            returned[line_id] = int(r[16])
+    if sale is None:  # every recorded sale has at least one line
         return None
-    cur = sale["currency"]
-    lines = tuple(
-        PricedLine(
-            line_id=r["line_id"],
-            quantity=r["quantity"],
-            unit_price=from_minor(r["unit_price"], cur),
-            discount=from_minor(r["discount"], cur),
-            order_discount=from_minor(r["order_discount"], cur),
-            tax=from_minor(r["tax"], cur),
-            paid=from_minor(r["paid"], cur),
-            final_sale=bool(r["final_sale"]),
-        )
-        for r in conn.execute(
-            "SELECT * FROM sale_lines WHERE sale_id = ? ORDER BY line_no", (sale_id,)
-        )
-    )
-    tenders = tuple(
-        OriginalTender(
-            tender_id=r["tender_id"],
-            type=r["type"],
-            amount=from_minor(r["amount"], cur),
-            payment_token=r["payment_token"],
-            auth_code=r["auth_code"],
-        )
-        for r in conn.execute(
-            "SELECT * FROM sale_tenders WHERE sale_id = ? ORDER BY tender_no", (sale_id,)
-        )
-    )
-    returned = _returned_by_line(conn, sale_id)
-    (shipping_refunded,) = conn.execute(
-        "SELECT count(*) FROM returns WHERE sale_id = ? AND shipping_amount + shipping_tax > 0",
+    channel, cur, occurred_at, shipping_amount, shipping_tax, shipping_refunded = sale[:6]
+    tenders: list[OriginalTender] = []
+    drawn: dict[str, Decimal] = {}
+    for r in conn.execute(
+        "SELECT tender_id, type, amount, payment_token, auth_code, (SELECT sum(d.amount)"
+        " FROM return_tender_draws d WHERE d.sale_id = t.sale_id AND d.tender_id = t.tender_id)"
+        " FROM sale_tenders t WHERE sale_id = ? ORDER BY tender_no",
         (sale_id,),
-    ).fetchone()
-    return SaleState(
+    ):
+        tenders.append(
+            OriginalTender(
+                tender_id=r[0],
+                type=r[1],
+                amount=from_minor(r[2], cur),
+                payment_token=r[3],
+                auth_code=r[4],
+            )
+        )
+        if r[5] is not None:
+            drawn[r[0]] = from_minor(r[5], cur)
+    state = SaleState(
         sale_id=sale_id,
         currency=cur,
-        occurred_at=parse_iso(sale["occurred_at"]),
-        lines=lines,
-        tenders=tenders,
-        shipping_amount=from_minor(sale["shipping_amount"], cur),
-        shipping_tax=from_minor(sale["shipping_tax"], cur),
-        returned={k: v[0] for k, v in returned.items()},
-        refunded_by_tender={
-            k: from_minor(v, cur) for k, v in _drawn_by_tender(conn, sale_id).items()
-        },
-        shipping_refunded=shipping_refunded > 0,
+        occurred_at=parse_iso(occurred_at),
+        lines=tuple(lines),
+        tenders=tuple(tenders),
+        shipping_amount=from_minor(shipping_amount, cur),
+        shipping_tax=from_minor(shipping_tax, cur),
+        returned=returned,
+        refunded_by_tender=drawn,
+        shipping_refunded=bool(shipping_refunded),
     )
+    return SaleRecord(state, channel, items)
 
 
 def sale_view(conn: sqlite3.Connection, sale_id: str) -> SaleView | None:

@@ -4,13 +4,19 @@ All writes go through one connection and one queue. Each request's work is a pla
 function run on the connection's thread inside its own SAVEPOINT; the jobs that queued
 up while the previous commit was being fsynced share the next transaction, so many
 concurrent refunds cost one fsync, and a job that fails rolls back alone.
+
+The connection's thread takes the jobs from the queue itself and goes on to the next
+batch as soon as a commit returns: the event loop only queues jobs and hands out the
+results, so a busy loop never keeps the writer waiting between two commits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import queue
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -26,15 +32,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 _Job = tuple[WriteFn[Any], "asyncio.Future[Any]"]
+_Outcome = tuple[bool, Any]
 
 
 class LedgerWriter:
-    """Owns the write connection and the task that commits queued jobs in groups."""
+    """Owns the write connection, and the loop on its thread that commits jobs in groups."""
 
     def __init__(self, path: Path, *, max_batch: int = 256, queue_size: int = 10_000) -> None:
         self._path = path
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=queue_size)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue_size = queue_size
+        self._queued = 0  # jobs handed to the thread whose results are not delivered yet
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._conn: ThreadConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -51,7 +61,7 @@ class LedgerWriter:
         except sqlite3.Error as exc:
             await self._conn.close()
             raise StorageError(f"cannot migrate {self._path}: {exc}") from exc
-        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        self._task = asyncio.create_task(self._run(self._conn), name="ledger-writer")
         return self
 
     async def __aexit__(
@@ -70,7 +80,7 @@ class LedgerWriter:
             return
         self._closing = True
         if self._task is not None:
-            await self._queue.put(None)
+            self._jobs.put(None)
             await asyncio.shield(self._task)
         if self._conn is not None:
             await self._conn.close()
@@ -80,35 +90,56 @@ class LedgerWriter:
         """Run `fn` in a transaction; returns once its effects are durable on disk."""
         if self._closing or self._task is None:
             raise StorageError("the ledger is closed")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((fn, fut))
+        loop = asyncio.get_running_loop()
+        while self._queued >= self._queue_size:  # the disk is far behind: wait for room
+            room = loop.create_future()
+            self._waiting.append(room)
+            await room
+            if self._closing:
+                raise StorageError("the ledger is closed")
+        self._queued += 1
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, fut))
         return await fut
 
-    async def _run(self) -> None:
+    async def _run(self, conn: ThreadConnection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await conn.run(lambda c: self._serve(c, loop))
+        except asyncio.CancelledError:
+            self._jobs.put(None)  # the thread ends after what it has taken
+            raise
+
+    def _serve(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """The connection thread's loop: a batch of whatever is queued, one commit, repeat;
+        returns once the queue's end has been reached and everything before it committed."""
         while True:
-            first = await self._queue.get()
+            first = self._jobs.get()
             if first is None:
                 return
             batch = [first]
             stop = False
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
                     break
                 if item is None:
                     stop = True
                     break
                 batch.append(item)
-            await self._commit(batch)
+            try:
+                outcomes = self._commit(conn, batch)
+            except BaseException as exc:  # a bug: fail the batch's callers, then stop
+                loop.call_soon_threadsafe(self._deliver, batch, [(False, exc)] * len(batch))
+                raise
+            loop.call_soon_threadsafe(self._deliver, batch, outcomes)
             if stop:
                 return
 
-    async def _commit(self, batch: list[_Job]) -> None:
-        assert self._conn is not None
-        fns = [fn for fn, _ in batch]
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
         try:
-            outcomes = await self._conn.run(lambda conn: _run_batch(conn, fns))
+            outcomes = _run_batch(conn, [fn for fn, _ in batch])
             self.commits += 1
         except sqlite3.Error as exc:
             self.failed_commits += 1
@@ -116,8 +147,17 @@ class LedgerWriter:
             failure = StorageError(f"the ledger could not commit: {exc}")
             outcomes = [(False, failure)] * len(batch)
         self.jobs += len(batch)
+        return outcomes
+
+    def _deliver(self, batch: list[_Job], outcomes: list[_Outcome]) -> None:
+        """On the event loop: each caller's result or error, and room for waiting writers."""
+        self._queued -= len(batch)
+        while self._waiting:
+            room = self._waiting.popleft()
+            if not room.done():  # its writer was cancelled
+                room.set_result(None)
         for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
-            if fut.done():
+            if fut.done():  # the caller was cancelled
                 continue
             if ok:
                 fut.set_result(value)
@@ -125,11 +165,11 @@ class LedgerWriter:
                 fut.set_exception(value)
 
 
-def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
+def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[_Outcome]:
     """One transaction; each job in its own savepoint. Runs on the connection thread."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        outcomes: list[tuple[bool, Any]] = []
+        outcomes: list[_Outcome] = []
         for fn in fns:
             conn.execute("SAVEPOINT job")
             try:

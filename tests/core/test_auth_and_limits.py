@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import time
+from typing import Any
 
 import aiohttp
+import jwt
 
 from edge.ledger import people
 from edge.ledger.timefmt import utcnow
@@ -48,6 +52,7 @@ async def test_bearer_required_and_roles_enforced(gw: Gateway) -> None:
 
 async def test_revoked_client_is_refused(gw: Gateway) -> None:
     await gw.token("register")
+    assert (await gw.call("GET", "/v1/sales/x"))[0] == 404  # its token is now remembered
     auth = gw.ctx.auth
     auth._cache.clear()  # the cache would refuse it within CLIENT_CACHE_S anyway
     cid = next(iter(c for c in await gw.ledger.read(people.list_clients)))["client_id"]
@@ -55,6 +60,37 @@ async def test_revoked_client_is_refused(gw: Gateway) -> None:
     status, problem, _ = await gw.call("GET", "/v1/sales/x")
     assert status == 401
     assert "revoked" in problem["detail"]
+
+
+async def test_a_token_is_verified_once_until_it_expires(gw: Gateway, monkeypatch) -> None:
+    """A register's token is decoded on its first request; the next ones are served from
+    what that check found, until the token's `exp`. Revocation is still seen on each."""
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    token = await gw.token("register")
+    for _ in range(3):
+        assert (await gw.call("GET", "/v1/sales/x"))[0] == 404
+    assert decoded == [token]
+    auth = gw.ctx.auth
+    claims = real_decode(token, options={"verify_signature": False})
+    remembered = auth._tokens[token]
+    assert remembered.expires_at == claims["exp"]
+    # Once past its `exp` (as this one is made to be), the token is checked again.
+    auth._tokens[token] = dataclasses.replace(remembered, expires_at=time.time() - 1)
+    assert (await gw.call("GET", "/v1/sales/x"))[0] == 404
+    assert decoded == [token, token]
+    head, _, signature = token.rpartition(".")
+    forged = f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    status, problem, _ = await gw.call(
+        "GET", "/v1/sales/x", headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert (status, problem["type"].rsplit("/", 1)[1]) == (401, "unauthorized")
 
 
 async def test_body_over_the_limit_is_413(gw: Gateway) -> None:

@@ -36,7 +36,8 @@ def digit_text(draw: st.DrawFn) -> str:
         st.lists(
             st.one_of(
                 st.text("0123456789", min_size=1, max_size=8),
-                st.sampled_from([" ", "-", ".", "/", "  ", " - ", "\t", "\u2013"]),
+                # ASCII whitespace such as \x0b and \x1c separates too, like a Unicode dash
+                st.sampled_from([" ", "-", ".", "/", "  ", " - ", "\t", "\x0b", "\x1c", "\u2013"]),
                 st.sampled_from(["x", "no", ":", "_", "#"]),
             ),
             max_size=30,

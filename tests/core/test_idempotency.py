@@ -7,6 +7,8 @@ import sqlite3
 import threading
 from datetime import timedelta
 
+from edge.ledger import people
+from edge.ledger.timefmt import utcnow
 from tests.core.conftest import Gateway, sale
 
 REFUND = {"sale_id": "0042-03-20261122-0007", "lines": [{"line_id": "1", "quantity": 1}]}
@@ -88,3 +90,28 @@ async def test_keys_are_scoped_per_client(gw: Gateway) -> None:
     s2, b, _ = await gw.call("POST", "/v1/refunds", REFUND, key="shared", role="handheld")
     assert (s1, s2) == (201, 201)
     assert a["return_id"] != b["return_id"]
+
+
+async def test_a_retried_approved_refund_is_not_approved_again(gw: Gateway) -> None:
+    """A plain refund's key is looked up in its own transaction; one that carries an
+    approval is looked up first, so its retry neither checks a PIN again nor needs the
+    manager any more."""
+    await gw.manager()
+    big = sale(sale_id="S-APPROVED", order_discount="0")
+    big["lines"][0].update(quantity=1, unit_price="250.00", discount="0.00", tax="0.00")
+    big["tenders"][0]["amount"] = "250.00"
+    await gw.call("POST", "/v1/sales", big)
+    approved = {
+        "sale_id": "S-APPROVED",
+        "lines": [{"line_id": "1", "quantity": 1}],
+        "approval": {"manager_id": "m-17", "pin": "482913"},
+    }
+    status, first, _ = await gw.call("POST", "/v1/refunds", approved, key="a-1")
+    assert (status, first["approved_by"]) == (201, "m-17")
+    await gw.ledger.write(lambda conn: people.remove_manager(conn, "m-17", utcnow()))
+    status, again, headers = await gw.call("POST", "/v1/refunds", approved, key="a-1")
+    assert (status, headers["Idempotent-Replayed"], again) == (201, "true", first)
+    status, problem, _ = await gw.call("POST", "/v1/refunds", approved, key="a-2")
+    assert (status, problem["errors"][0]["field"]) == (403, "approval.pin"), (
+        "a new request with the removed manager's PIN is checked, and refused"
+    )

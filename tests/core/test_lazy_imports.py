@@ -1,5 +1,7 @@
 """A gateway with no devices configured never loads the device libraries (about a quarter of
-an idle gateway's memory); configuring a device of a kind loads that kind's alone."""
+an idle gateway's memory); configuring a device of a kind loads that kind's alone. Nor does
+it load what only some requests need (argon2, with the first manager PIN) or what it does
+without (a settings framework, the ISO 4217 XML table)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,11 @@ import sys
 from tests.core.daemon import ROOT
 
 DEVICE_LIBRARIES = ("evdev", "xkbcommon", "pyudev", "serial", "nfc", "ndef", "smartcard", "biip")
+ON_DEMAND = ("argon2", "pydantic_settings", "iso4217", "xml")
 
 
-def _loaded_after(code: str) -> set[str]:
-    probe = (
-        f"{code}\n"
-        "import sys\n"
-        f"print(' '.join(m for m in {DEVICE_LIBRARIES!r} if m in sys.modules))\n"
-    )
+def _loaded_after(code: str, watched: tuple[str, ...] = DEVICE_LIBRARIES) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {watched!r} if m in sys.modules))\n"
     out = subprocess.run(
         [sys.executable, "-c", probe],
         check=False,
@@ -56,3 +55,15 @@ def test_a_configured_serial_scanner_loads_pyserial_but_not_the_others() -> None
     loaded = _loaded_after(code)
     assert "serial" in loaded
     assert not loaded & {"evdev", "xkbcommon", "nfc", "smartcard"}
+
+
+def test_the_daemon_loads_argon2_with_the_first_pin_and_no_settings_framework() -> None:
+    start = (
+        "import edge.cli.main, edge.app\n"
+        "from edge.settings import load_settings\n"
+        "load_settings(None, currency='JPY')\n"
+    )
+    assert _loaded_after(start, ON_DEMAND) == set()
+    pin = start + "from edge.ledger.people import hash_pin, pin_matches\n"
+    pin += "assert pin_matches('2468', hash_pin('2468'))\n"
+    assert _loaded_after(pin, ON_DEMAND) == {"argon2"}

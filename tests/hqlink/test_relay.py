@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from edge.ledger import hq_sync
 from edge.ledger.outbox import append_event
@@ -52,6 +56,27 @@ async def test_window_bounds_what_is_in_flight(tmp_path, broker: Mosquitto) -> N
         sent = await rig.hq.wait_for(lambda: len(rig.events()) >= 15 and rig.events())
         assert {e["seq"] for e in sent} == {1, 2, 3, 4, 5}  # resent, never beyond the window
         assert rig.link.relay.in_flight == 5
+
+
+async def test_an_event_appended_while_the_outbox_is_read_is_still_sent(
+    tmp_path, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with link_rig(tmp_path, broker.port, window=10) as rig:
+        await rig.hq.wait_for(lambda: rig.link.client.connected)
+        read = rig.ledger.read
+        late: list[int] = []
+
+        async def read_then_append(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            rows = await read(fn)
+            if not late:  # committed and announced after this read saw the outbox
+                late.extend(await rig.add_events(1))
+            return rows
+
+        monkeypatch.setattr(rig.ledger, "read", read_then_append)
+        await rig.add_events(1)
+        sent = await rig.hq.wait_for(lambda: len(rig.events()) >= 2 and rig.events())
+        assert sorted(e["seq"] for e in sent) == [1, 2]
+        assert late
 
 
 async def test_an_invalid_row_is_alerted_skipped_and_kept(tmp_path, broker: Mosquitto) -> None:
