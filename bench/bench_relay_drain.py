@@ -208,10 +208,12 @@ def paho_pattern(port: int, payload: bytes, count: int, window: int) -> float:
     client.on_message = on_message
     try:
         assert acker.stdout is not None
-        acker.stdout.readline()  # "ready": its subscription is in place
+        if acker.stdout.readline().strip() != "ready":  # its subscription is in place
+            raise RuntimeError("the paho acker did not start")
         client.connect("127.0.0.1", port)
         client.loop_start()
-        subscribed.wait(30)
+        if not subscribed.wait(30):
+            raise RuntimeError("no SUBACK for the acks of the paho pattern")
         started = time.perf_counter()
         for _ in range(count):
             slots.acquire()
