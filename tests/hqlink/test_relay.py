@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -172,7 +173,9 @@ async def test_pruning_keeps_pending_events_and_high_water_alerts(
         for event in sent[:2]:
             rig.ack(event["event_id"])
         await rig.hq.wait_for(lambda: rig.link.relay.acked == 2)
-        later = iso(utcnow())
+        # a cut-off past both acks: acked_at is kept to the millisecond and the cut-off is
+        # exclusive, so "now" could fall on the very millisecond of the second ack
+        later = iso(utcnow() + timedelta(seconds=1))
         assert await rig.ledger.write(lambda c: hq_sync.prune_acked(c, later, 100)) == 2
         left = await rig.ledger.read(
             lambda c: c.execute("SELECT seq, state FROM outbox ORDER BY seq").fetchall()
