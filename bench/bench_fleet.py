@@ -26,11 +26,11 @@ from typing import Any
 
 import uvloop
 
+from edge.contract.payloads import dumps
+from edge.contract.timefmt import iso, parse_iso, utcnow
 from edge.hq.fleet_watch import FleetWatcher
-from edge.hqlink.mqtt import Message, MqttClient, Will
-from edge.hqlink.payloads import dumps
-from edge.hqlink.settings import BrokerSettings
-from edge.ledger.timefmt import iso, parse_iso, utcnow
+from edge.mqtt.client import Message, MqttClient, Will
+from edge.mqtt.settings import BrokerSettings
 
 from .report import Figure
 from .support import ROOT, Mosquitto

@@ -36,17 +36,19 @@ import paho.mqtt.client as paho
 import uvloop
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.api.orders import OrderJournal
 from edge.bus import EventBus
+from edge.contract.payloads import dumps
+from edge.contract.timefmt import utcnow
+from edge.contract.topics import GatewayTopics
 from edge.domain.ids import new_ulid
 from edge.hqlink.link import HqLink
-from edge.hqlink.mqtt import MqttClient
-from edge.hqlink.payloads import dumps
-from edge.hqlink.settings import BrokerSettings, HqSettings
-from edge.hqlink.topics import GatewayTopics
+from edge.hqlink.settings import HqSettings
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin, append_event
-from edge.ledger.timefmt import utcnow
+from edge.mqtt.client import MqttClient
+from edge.mqtt.settings import BrokerSettings
 
 from .report import Figure, Target, print_table
 from .support import ROOT, Mosquitto
@@ -86,7 +88,14 @@ async def drain(folder: Path, port: int, events: int, window: int) -> tuple[floa
     await hq_listening(port, folder)
     try:
         async with Ledger(folder / "ledger.sqlite3", bus, ORIGIN) as ledger:
-            link = HqLink(settings, ledger=ledger, bus=bus, data_dir=folder, version="bench")
+            link = HqLink(
+                settings,
+                ledger=ledger,
+                bus=bus,
+                data_dir=folder,
+                version="bench",
+                journal_order=OrderJournal(ledger).record,
+            )
             async with link:
                 started = time.perf_counter()
                 task = asyncio.create_task(link.run())

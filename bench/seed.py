@@ -9,11 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from edge.api.schemas import SaleIn
+from edge.contract.timefmt import utcnow
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.outbox import Origin
 from edge.ledger.refunds import LineRequest, RefundCommand, RefundRules, create_refund
 from edge.ledger.sales import record_sale
-from edge.ledger.timefmt import utcnow
 from edge.settings import load_settings
 
 ORIGIN = Origin("0042", "gw-01")

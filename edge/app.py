@@ -19,6 +19,7 @@ from edge import __version__
 from edge.api.auth import Authenticator, load_signing_key
 from edge.api.context import ApiContext, HqLinkView, StandaloneLink
 from edge.api.metrics import ApiMetrics
+from edge.api.orders import OrderJournal
 from edge.api.routes_events import EventsApi
 from edge.api.server import LanServer
 from edge.bus import EventBus
@@ -63,6 +64,7 @@ async def run_gateway(
                 bus=bus,
                 data_dir=settings.data_dir,
                 version=__version__,
+                journal_order=OrderJournal(ledger).record,
                 restarts=supervisor.restarts,
             )
             link = await stack.enter_async_context(hq)

@@ -31,12 +31,12 @@ from pydantic import (
     field_validator,
 )
 
+from edge.contract.field_paths import field_path
 from edge.devices.settings import DevicesSettings
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
 from edge.hqlink.settings import HqSettings
 from edge.lanes.settings import LanesSettings
-from edge.validation import field_path
 
 TenderType = Literal["card", "gift_card", "store_credit", "cash"]
 TENDER_TYPES: tuple[TenderType, ...] = ("card", "gift_card", "store_credit", "cash")

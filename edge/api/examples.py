@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.api.routes import Example, Link
-from edge.ledger.timefmt import iso
+from edge.contract.timefmt import iso
 
 SALE_ID = "0042-03-20261122-0007"
 RETURN_ID = "R-0042-01JD3X5Q7W8ZK3M9T2B4C6D8F0"

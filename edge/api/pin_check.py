@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from edge.api.problems import ProblemError
+from edge.contract.timefmt import iso, utcnow
 from edge.domain.errors import ApprovalRequired
 from edge.ledger import people
-from edge.ledger.timefmt import iso, utcnow
 
 if TYPE_CHECKING:
     from edge.api.context import ApiContext

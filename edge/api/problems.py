@@ -19,10 +19,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from edge.api.schemas import AmountProblems
+from edge.contract.field_paths import field_path
 from edge.domain.cardguard import contains_pan
 from edge.domain.errors import PolicyViolation
 from edge.errors import ApiError, StorageError
-from edge.validation import field_path
 
 log = logging.getLogger(__name__)
 

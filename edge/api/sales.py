@@ -13,12 +13,12 @@ from edge.api.problems import ProblemError
 from edge.api.respond import view_response
 from edge.api.routes import READERS, WRITERS, Route
 from edge.api.schemas import LookupIn, SaleIn
+from edge.contract.timefmt import iso, parse_iso, utcnow
 from edge.domain.cardguard import contains_pan
 from edge.domain.codes import classify_code
 from edge.domain.errors import NotFound
 from edge.domain.refund import return_eligibility
 from edge.domain.views import Eligibility, EligibleLine, LookupResult, SaleView
-from edge.ledger.timefmt import iso, parse_iso, utcnow
 
 
 class SalesApi:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli.common import open_ledger, print_table, settings_from, write
+from edge.contract.timefmt import parse_iso, utcnow
 from edge.domain.pins import new_pin_problem
 from edge.errors import ConfigError, EdgeError
 from edge.ledger import people
 from edge.ledger.audit import verify_audit
-from edge.ledger.timefmt import parse_iso, utcnow
 from edge.settings import load_settings
 
 

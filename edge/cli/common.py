@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from edge.contract.timefmt import utcnow
 from edge.ledger.db import apply_migrations, open_sync
-from edge.ledger.timefmt import utcnow
 from edge.settings import Settings, load_settings
 from edge.sqlite_tx import immediate
 

@@ -19,7 +19,7 @@ import uvloop
 
 from edge.cli.common import settings_from
 from edge.cli.run_cmd import setup_logging
-from edge.hqlink.settings import BrokerSettings, TlsSettings
+from edge.mqtt.settings import BrokerSettings, TlsSettings
 from edge.sqlite_tx import immediate
 
 

@@ -8,6 +8,10 @@ import secrets
 import threading
 from datetime import datetime
 
+from edge.contract.ids import ULID, ULID_PATTERN, is_ulid
+
+__all__ = ["RETURN_ID", "ULID_PATTERN", "is_ulid"]
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Every 10-bit value as its two Crockford digits: a ULID is 13 look-ups and one join.
 _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
@@ -15,10 +19,7 @@ _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 _PAIR_SHIFTS = tuple(range(120, -1, -10))
 _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
-# A ULID as text: 26 characters of Crockford's base32 (no I, L, O or U).
-_ULID = "[0-9A-HJKMNP-TV-Z]{26}"
-ULID_PATTERN = f"^{_ULID}$"
-RETURN_ID = re.compile(rf"^R-(?P<store>[A-Za-z0-9_-]{{1,32}})-(?P<ulid>{_ULID})$")
+RETURN_ID = re.compile(rf"^R-(?P<store>[A-Za-z0-9_-]{{1,32}})-(?P<ulid>{ULID})$")
 
 
 class _UlidSource:
@@ -53,10 +54,6 @@ def new_ulid(at: datetime) -> str:
 def new_return_id(store_id: str, at: datetime) -> str:
     """The unified Return ID: store-scoped, time-ordered, unique across the fleet."""
     return f"R-{store_id}-{new_ulid(at)}"
-
-
-def is_ulid(text: str) -> bool:
-    return re.fullmatch(ULID_PATTERN, text) is not None
 
 
 def is_return_id(code: str) -> bool:

@@ -29,7 +29,6 @@ RefundTenderType = Literal["card", "cash", "store_credit"]
 RefundKind = Literal["receipt", "no_receipt", "goodwill"]
 RefundStatus = Literal["pending", "settled", "declined"]
 RefundTo = Literal["original", "store_credit", "cash"]
-AckStatus = Literal["accepted", "settled", "declined", "rejected"]
 Ineligibility = Literal["return-window-expired", "final-sale", "nothing-left-to-return"]
 
 Money = Annotated[

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.hqlink.mqtt import Message
-from edge.hqlink.payloads import AlertMsg, Malformed, StateMsg, parse
-from edge.hqlink.topics import GatewayAddress, parse_gateway_topic
+from edge.contract.payloads import AlertMsg, Malformed, StateMsg, parse
+from edge.contract.topics import GatewayAddress, parse_gateway_topic
+from edge.mqtt.client import Message
 
 
 @dataclass

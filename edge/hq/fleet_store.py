@@ -6,9 +6,9 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
+from edge.contract.payloads import AlertMsg, dumps, parse
+from edge.contract.timefmt import iso
 from edge.hq.fleet import GatewayView
-from edge.hqlink.payloads import AlertMsg, dumps, parse
-from edge.ledger.timefmt import iso
 
 
 def save_fleet(

@@ -15,11 +15,11 @@ import os
 import sys
 from typing import TextIO
 
+from edge.contract.payloads import Malformed
+from edge.contract.topics import fleet_filter
 from edge.hq.fleet import FleetView
-from edge.hqlink.mqtt import Message, MqttClient
-from edge.hqlink.payloads import Malformed
-from edge.hqlink.settings import BrokerSettings
-from edge.hqlink.topics import fleet_filter
+from edge.mqtt.client import Message, MqttClient
+from edge.mqtt.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from edge.hq.processor import SimulatedErp, SimulatedProcessor, SimulatedSettings
 from edge.hq.service import HqService, HqServiceSettings, default_instance
 from edge.hq.store import HqStore
-from edge.hqlink.settings import BrokerSettings
+from edge.mqtt.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 

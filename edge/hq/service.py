@@ -25,6 +25,15 @@ from types import TracebackType
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.backoff import Backoff
+from edge.contract.payloads import LookupMsg, Malformed, dumps, parse
+from edge.contract.timefmt import iso, utcnow
+from edge.contract.topics import (
+    GatewayTopics,
+    fleet_filter,
+    hq_presence,
+    parse_gateway_topic,
+    shared,
+)
 from edge.errors import MqttLinkError
 from edge.hq import store as hq_store
 from edge.hq.fleet import FleetView
@@ -37,17 +46,8 @@ from edge.hq.processor import (
     SimulatedSettings,
 )
 from edge.hq.store import AckOut, Decided, HqStore, Incoming
-from edge.hqlink.mqtt import Message, MqttClient, Outgoing, Will
-from edge.hqlink.payloads import LookupMsg, Malformed, dumps, parse
-from edge.hqlink.settings import BrokerSettings
-from edge.hqlink.topics import (
-    GatewayTopics,
-    fleet_filter,
-    hq_presence,
-    parse_gateway_topic,
-    shared,
-)
-from edge.ledger.timefmt import iso, utcnow
+from edge.mqtt.client import Message, MqttClient, Outgoing, Will
+from edge.mqtt.settings import BrokerSettings
 from edge.supervise import loop_restarts, supervised
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from edge.domain.ids import is_ulid
+from edge.contract.field_paths import first_error
+from edge.contract.ids import is_ulid
+from edge.contract.timefmt import iso, utcnow
+from edge.contract.wire_envelope import WireEnvelope, check_envelope
 from edge.hq.schema import open_store
-from edge.hqlink.envelopes import WireEnvelope, check_envelope
-from edge.ledger.timefmt import iso, utcnow
 from edge.sqlite_tx import immediate
-from edge.validation import first_error
 
 T = TypeVar("T")
 

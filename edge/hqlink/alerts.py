@@ -11,10 +11,10 @@ import logging
 from collections import deque
 from typing import Any
 
+from edge.contract.payloads import Severity, dumps
+from edge.contract.timefmt import iso, utcnow
 from edge.errors import MqttLinkError
-from edge.hqlink.mqtt import MqttClient
-from edge.hqlink.payloads import Severity, dumps
-from edge.ledger.timefmt import iso, utcnow
+from edge.mqtt.client import MqttClient
 
 log = logging.getLogger(__name__)
 

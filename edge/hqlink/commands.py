@@ -14,15 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge import __version__
+from edge.contract.payloads import CommandMsg, Malformed, dumps, parse
+from edge.contract.timefmt import iso, utcnow
 from edge.errors import HqLinkError, MqttLinkError, StorageError
 from edge.hqlink.alerts import Alerts
 from edge.hqlink.health import HealthReporter
-from edge.hqlink.mqtt import Message, MqttClient
-from edge.hqlink.payloads import CommandMsg, Malformed, dumps, parse
 from edge.hqlink.relay import Relay
 from edge.ledger import hq_sync
 from edge.ledger.ledger import Ledger
-from edge.ledger.timefmt import iso, utcnow
+from edge.mqtt.client import Message, MqttClient
 
 log = logging.getLogger(__name__)
 

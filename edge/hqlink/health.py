@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from edge.bus import EventBus
+from edge.contract.payloads import dumps
+from edge.contract.timefmt import iso, parse_iso, utcnow
 from edge.errors import MqttLinkError, StorageError
 from edge.events import DeviceStatusEvent
 from edge.hqlink.alerts import Alerts
-from edge.hqlink.mqtt import MqttClient
-from edge.hqlink.payloads import dumps
 from edge.hqlink.relay import Relay
 from edge.hqlink.settings import HqSettings
 from edge.ledger.ledger import Ledger
-from edge.ledger.timefmt import iso, parse_iso, utcnow
+from edge.mqtt.client import MqttClient
 from edge.supervise import loop_restarts
 
 log = logging.getLogger(__name__)

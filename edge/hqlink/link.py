@@ -18,8 +18,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from edge.bus import EventBus
+from edge.contract.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, dumps, parse
+from edge.contract.timefmt import iso, utcnow
+from edge.contract.topics import GatewayTopics
 from edge.domain.errors import HqUnreachable
 from edge.domain.views import SaleView
 from edge.errors import MqttLinkError, StorageError
@@ -27,16 +31,12 @@ from edge.hqlink.alerts import Alerts
 from edge.hqlink.commands import Commands, command_name
 from edge.hqlink.health import DeviceStates, HealthReporter
 from edge.hqlink.lookup import OrderLookup
-from edge.hqlink.mqtt import Message, MqttClient, Outgoing, Will
-from edge.hqlink.orders import OrderJournal
-from edge.hqlink.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, dumps, parse
 from edge.hqlink.relay import Relay
 from edge.hqlink.settings import HqSettings
-from edge.hqlink.topics import GatewayTopics
 from edge.ledger import hq_sync
 from edge.ledger.hq_sync import Ack
 from edge.ledger.ledger import Ledger
-from edge.ledger.timefmt import iso, utcnow
+from edge.mqtt.client import Message, MqttClient, Outgoing, Will
 from edge.supervise import supervised
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,13 @@ class HqLink:
         bus: EventBus,
         data_dir: Path,
         version: str,
+        journal_order: Callable[[dict[str, Any]], Awaitable[SaleView]],
         restarts: Counter[str] | None = None,
     ) -> None:
-        """`restarts`: where the link's supervised loops count their restarts (the
-        gateway's own, so /metrics shows them); health reports their total."""
+        """`journal_order`: validates HQ's order as a sale and journals it (raising
+        Malformed when it is unusable); `restarts`: where the link's supervised loops count
+        their restarts (the gateway's own, so /metrics shows them); health reports their
+        total."""
         origin = ledger.origin
         self.settings = settings
         self.topics = topics = GatewayTopics(settings.prefix, origin.store_id, origin.gateway_id)
@@ -129,7 +132,7 @@ class HqLink:
             available=lambda: self.client.connected,
             errors=self.errors,
         )
-        self._orders = OrderJournal(ledger)
+        self._journal_order = journal_order
 
     # ---- HqLinkView --------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class HqLink:
         if sale is None:
             return None
         try:
-            return await self._orders.record(sale)
+            return await self._journal_order(sale)
         except Malformed as exc:
             self.errors["malformed_messages"] += 1
             self.lookup.forget(code)

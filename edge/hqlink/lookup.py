@@ -15,13 +15,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from edge.contract.payloads import LookupReplyMsg, Malformed, dumps, parse
+from edge.contract.timefmt import utcnow
+from edge.contract.topics import GatewayTopics
 from edge.domain.errors import HqUnreachable
 from edge.domain.ids import new_ulid
 from edge.errors import MqttLinkError
-from edge.hqlink.mqtt import Message, MqttClient
-from edge.hqlink.payloads import LookupReplyMsg, Malformed, dumps, parse
-from edge.hqlink.topics import GatewayTopics
-from edge.ledger.timefmt import utcnow
+from edge.mqtt.client import Message, MqttClient
 
 CACHE_MAX = 1024
 

@@ -24,17 +24,17 @@ from functools import partial
 from pydantic import ValidationError
 
 from edge.bus import EventBus
+from edge.contract.timefmt import iso, utcnow
+from edge.contract.wire_envelope import check_envelope
 from edge.errors import MqttLinkError, StorageError
 from edge.events import OutboxAppended, RefundUpdated
 from edge.hqlink.alerts import Alerts
-from edge.hqlink.envelopes import check_envelope
-from edge.hqlink.mqtt import MqttClient
 from edge.hqlink.settings import HqSettings
 from edge.ledger import hq_sync
 from edge.ledger.hq_sync import Ack, PendingEvent, Sent
 from edge.ledger.ledger import Ledger
-from edge.ledger.timefmt import iso, utcnow
 from edge.memory import release_heap
+from edge.mqtt.client import MqttClient
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.canonical import canonical_json
-from edge.ledger.timefmt import iso
+from edge.contract.timefmt import iso
 
 GENESIS = "0" * 64
 

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from edge.domain.views import AckStatus, RefundView
+from edge.contract.payloads import AckStatus
+from edge.contract.timefmt import iso
+from edge.domain.views import RefundView
 from edge.ledger.audit import append_audit
 from edge.ledger.refunds import refund_view
-from edge.ledger.timefmt import iso
 
 FINAL_STATUSES = ("settled", "declined")
 

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from edge.bus import EventBus
+from edge.contract.timefmt import iso, utcnow
 from edge.domain.sale import PricedSale
 from edge.domain.views import RefundView, SaleView
 from edge.errors import StorageError
@@ -33,7 +34,6 @@ from edge.ledger.refunds import (
 )
 from edge.ledger.sales import RecordedSale, record_sale, sale_view
 from edge.ledger.status import LedgerStatus, ledger_status, touch
-from edge.ledger.timefmt import iso, utcnow
 from edge.ledger.writer import LedgerWriter, WriteFn
 
 T = TypeVar("T")

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge.canonical import canonical_json
-from edge.domain.envelope import EVENT_TYPES, EventType
+from edge.contract.envelope import EVENT_TYPES, EventType
+from edge.contract.timefmt import iso
 from edge.domain.ids import new_ulid
-from edge.ledger.timefmt import iso
 
 
 @dataclass(frozen=True)

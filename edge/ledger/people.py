@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
+from edge.contract.timefmt import iso, parse_iso
 from edge.ledger.audit import append_audit
-from edge.ledger.timefmt import iso, parse_iso
 
 ROLES = ("register", "handheld", "admin", "monitor")
 # Roles that serve one lane: they may be bound to it (a lane is named as in [devices]).

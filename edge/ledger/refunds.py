@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from edge.domain.envelope import EventType
+from edge.contract.envelope import EventType
+from edge.contract.timefmt import iso
 from edge.domain.errors import (
     ApprovalRequired,
     IdempotencyKeyReused,
@@ -41,7 +42,6 @@ from edge.domain.views import (
 from edge.ledger.audit import append_audit
 from edge.ledger.outbox import Origin, append_events
 from edge.ledger.sales import SaleRecord, load_sale_record
-from edge.ledger.timefmt import iso
 
 
 @dataclass(frozen=True)

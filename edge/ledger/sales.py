@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from edge.contract.timefmt import iso, parse_iso
 from edge.domain.errors import SaleConflict
 from edge.domain.money import fmt, from_minor, to_minor
 from edge.domain.refund import SaleState
@@ -17,7 +18,6 @@ from edge.domain.tenders import OriginalTender
 from edge.domain.views import Channel, SaleLine, SaleTender, SaleView, Shipping, dump
 from edge.ledger.audit import append_audit
 from edge.ledger.outbox import Origin, append_event
-from edge.ledger.timefmt import iso, parse_iso
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from edge.contract.timefmt import iso
 from edge.ledger.outbox import OutboxStats, stats
-from edge.ledger.timefmt import iso
 
 
 @dataclass(frozen=True)

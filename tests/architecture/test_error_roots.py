@@ -1,6 +1,7 @@
 """One exception root per boundary: every error the gateway defines derives from the
-daemon's root (`EdgeError`) or the pure domain's (`DomainError`), and only the supervisors
-catch `Exception` without raising it again."""
+daemon's root (`EdgeError`), the pure domain's (`DomainError`) or the wire contract's
+(`Malformed`, shared with the HQ service), and only the supervisors catch `Exception`
+without raising it again."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pkgutil
 from pathlib import Path
 
 import edge
+from edge.contract.payloads import Malformed
 from edge.domain.errors import DomainError, PolicyViolation
 from edge.errors import EdgeError, StorageError
-from edge.hqlink.payloads import Malformed
 
 EDGE = Path(__file__).resolve().parents[2] / "edge"
 
@@ -25,7 +26,7 @@ SUPERVISORS = {
     ("edge/devices/worker_thread.py", "main"),  # handed to the owning task, which raises it
     ("edge/devices/keyboard_scanners.py", "_serve"),  # one keyboard must not stop the rest
     ("edge/hq/service.py", "_settle_one"),  # a processor/ERP plug-in bug must not stop HQ
-    ("edge/hqlink/session.py", "_message"),  # one bad message must not stop the read loop
+    ("edge/mqtt/session.py", "_message"),  # one bad message must not stop the read loop
 }
 
 
@@ -70,16 +71,17 @@ def _swallows_anything(handler: ast.ExceptHandler) -> bool:
     return broad and not reraises
 
 
-def test_every_error_has_one_of_the_two_roots() -> None:
+def test_every_error_has_one_of_the_three_roots() -> None:
     classes = edge_exceptions()
     assert {PolicyViolation, StorageError, Malformed} <= classes
     strays = sorted(
         f"{cls.__module__}.{cls.__qualname__}"
         for cls in classes
-        if not issubclass(cls, EdgeError | DomainError)
+        if not issubclass(cls, EdgeError | DomainError | Malformed)
     )
     assert strays == []
     assert not issubclass(DomainError, EdgeError), "the domain imports nothing of the daemon"
+    assert not issubclass(Malformed, EdgeError), "the contract imports nothing of either program"
 
 
 def test_the_checker_finds_a_catch_all_that_swallows() -> None:

@@ -20,12 +20,12 @@ from edge.api.context import ApiContext
 from edge.api.metrics import ApiMetrics
 from edge.api.server import LanServer
 from edge.bus import EventBus
+from edge.contract.timefmt import utcnow
 from edge.domain.errors import HqUnreachable
 from edge.domain.views import SaleView
 from edge.ledger import people
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
-from edge.ledger.timefmt import utcnow
 from edge.settings import Settings, load_settings
 from tests.openapi_check import ResponseCheck
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from edge.ledger.timefmt import utcnow
+from edge.contract.timefmt import utcnow
 from edge.settings import Settings
 from tests.core.conftest import FixedLink, Gateway, make_settings, sale
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import jwt
 
+from edge.contract.timefmt import utcnow
 from edge.ledger import people
-from edge.ledger.timefmt import utcnow
 from tests.core.conftest import Gateway, sale
 
 

@@ -15,10 +15,10 @@ import argon2
 import pytest
 
 from edge.api import pin_check
+from edge.contract.timefmt import iso, parse_iso, utcnow
 from edge.domain.refund import return_eligibility
 from edge.domain.views import EligibleLine, SaleView
 from edge.ledger import people
-from edge.ledger.timefmt import iso, parse_iso, utcnow
 from tests.core.conftest import Gateway, sale
 
 PAN_TAIL = "4111 1111 1111 1111 1228"  # a test card number followed by its expiry

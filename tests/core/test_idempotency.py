@@ -7,8 +7,8 @@ import sqlite3
 import threading
 from datetime import timedelta
 
+from edge.contract.timefmt import utcnow
 from edge.ledger import people
-from edge.ledger.timefmt import utcnow
 from tests.core.conftest import Gateway, sale
 
 REFUND = {"sale_id": "0042-03-20261122-0007", "lines": [{"line_id": "1", "quantity": 1}]}

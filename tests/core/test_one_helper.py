@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from edge.contract.field_paths import field_path
+from edge.contract.payloads import AckMsg, Malformed, parse
+from edge.contract.timefmt import parse_iso, utcnow
 from edge.domain.refund import return_eligibility
 from edge.domain.sale import window_open
 from edge.domain.views import EligibleLine
 from edge.errors import ConfigError
-from edge.hqlink.payloads import AckMsg, Malformed, parse
 from edge.ledger.status import refunds_today
-from edge.ledger.timefmt import parse_iso, utcnow
 from edge.scan.gs1 import parse_gtin
 from edge.settings import load_settings
 from edge.sqlite_tx import immediate
-from edge.validation import field_path
 from tests.core.conftest import Gateway, sale
 
 

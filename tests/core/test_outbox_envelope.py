@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.domain.envelope import EventEnvelope
+from edge.contract.envelope import EventEnvelope
 from edge.domain.ids import new_ulid
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.outbox import Origin, append_event, append_events

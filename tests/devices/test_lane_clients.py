@@ -26,13 +26,13 @@ from edge.api.metrics import ApiMetrics
 from edge.api.routes_events import EventsApi
 from edge.api.server import LanServer
 from edge.bus import EventBus
+from edge.contract.timefmt import utcnow
 from edge.lanes.approvals import ApprovalGrants, BadgeApprovals
 from edge.lanes.hub import LaneHub
 from edge.ledger import people
 from edge.ledger.db import apply_migrations, migrations, open_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
-from edge.ledger.timefmt import utcnow
 from tests.core.conftest import FixedLink, make_settings, sale
 from tests.core.daemon import cli, env_for, free_port
 

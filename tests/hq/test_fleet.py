@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from edge.contract.payloads import Malformed, dumps
 from edge.hq.fleet import FleetView
-from edge.hqlink.mqtt import Message
-from edge.hqlink.payloads import Malformed, dumps
+from edge.mqtt.client import Message
 from tests.core.daemon import ROOT
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import PREFIX, Observer

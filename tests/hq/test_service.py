@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from edge.contract.payloads import dumps
 from edge.hq.processor import (
     Decision,
     ProcessorUnavailable,
@@ -21,7 +22,6 @@ from edge.hq.processor import (
 from edge.hq.schema import open_store
 from edge.hq.service import HqService, HqServiceSettings
 from edge.hq.store import HqStore
-from edge.hqlink.payloads import dumps
 from tests.hq.test_store import envelope
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import PREFIX, Observer, fast_broker

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from edge.contract.timefmt import utcnow
 from edge.domain.ids import new_ulid
 from edge.hq import store
 from edge.hq.schema import open_store
 from edge.hq.store import Incoming
-from edge.ledger.timefmt import utcnow
 
 
 def envelope(seq: int, type_: str = "sale.recorded", **data: Any) -> dict[str, Any]:

@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from edge.hqlink.mqtt import Message, MqttClient
-from edge.hqlink.settings import BrokerSettings
+from edge.contract.timefmt import utcnow
 from edge.ledger import people
 from edge.ledger.db import apply_migrations, open_sync
-from edge.ledger.timefmt import utcnow
+from edge.mqtt.client import Message, MqttClient
+from edge.mqtt.settings import BrokerSettings
 from tests.core.daemon import ROOT, ReadySocket, env_for, free_port
 
 T = TypeVar("T")

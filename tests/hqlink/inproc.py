@@ -13,17 +13,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from edge.api.orders import OrderJournal
 from edge.bus import EventBus
+from edge.contract.payloads import dumps
+from edge.contract.timefmt import utcnow
 from edge.domain.views import dump
 from edge.events import OutboxAppended, RefundUpdated
 from edge.hqlink.link import HqLink
-from edge.hqlink.orders import OrderJournal
-from edge.hqlink.payloads import dumps
 from edge.hqlink.settings import HqSettings
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin, append_event
 from edge.ledger.refunds import LineRequest, RefundCommand, RefundRules
-from edge.ledger.timefmt import utcnow
 from tests.hqlink.harness import PREFIX, Observer, cash_sale, fast_broker
 
 BASE = f"{PREFIX}/0042/gw-01"
@@ -113,7 +113,14 @@ async def link_rig(
         Ledger(tmp_path / "ledger.sqlite3", bus, Origin("0042", "gw-01")) as ledger,
         Observer(port, topics) as hq,
     ):
-        link = HqLink(hq_settings, ledger=ledger, bus=bus, data_dir=tmp_path, version="test")
+        link = HqLink(
+            hq_settings,
+            ledger=ledger,
+            bus=bus,
+            data_dir=tmp_path,
+            version="test",
+            journal_order=OrderJournal(ledger).record,
+        )
         rig = LinkRig(link, ledger, bus, hq)
         bus.subscribe(RefundUpdated, rig.updates.append)
         async with link:

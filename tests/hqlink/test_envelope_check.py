@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edge.domain.envelope import EventEnvelope
-from edge.hqlink.envelopes import check_envelope, envelope_schema
+from edge.contract.envelope import EventEnvelope
+from edge.contract.wire_envelope import check_envelope, envelope_schema
 
 
 def _comparable(schema: dict[str, Any]) -> dict[str, Any]:

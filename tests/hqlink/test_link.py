@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from edge.contract.payloads import dumps
 from edge.domain.errors import HqUnreachable
-from edge.hqlink.payloads import dumps
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import cash_sale
 from tests.hqlink.inproc import BASE, LinkRig, link_rig

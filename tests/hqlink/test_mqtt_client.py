@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge.backoff import Backoff
-from edge.hqlink.mqtt import CLOSE_GRACE_S, Message, MqttClient, Outgoing
-from edge.hqlink.settings import BrokerSettings, TlsSettings
+from edge.mqtt.client import CLOSE_GRACE_S, Message, MqttClient, Outgoing
+from edge.mqtt.settings import BrokerSettings, TlsSettings
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import fast_broker
 

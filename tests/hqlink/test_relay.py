@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from edge.contract.timefmt import iso, utcnow
 from edge.ledger import hq_sync
 from edge.ledger.outbox import append_event
-from edge.ledger.timefmt import iso, utcnow
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.inproc import link_rig
 

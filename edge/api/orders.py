@@ -1,5 +1,8 @@
 """Online orders fetched from HQ are journaled here, so they can be refunded like local sales.
 
+The HQ link only fetches; the sale rules live with the LAN API, so the composition root
+hands `OrderJournal.record` to the link.
+
 The refund path reads the sale from the ledger; an order HQ sent is therefore validated
 with the same rules as `POST /v1/sales`, priced, and recorded with source `hq` (which also
 tells HQ, through a `sale.recorded` event, which store took the order back).
@@ -13,9 +16,9 @@ from pydantic import ValidationError
 
 from edge.api.context import fingerprint
 from edge.api.schemas import SaleIn
+from edge.contract.payloads import Malformed
 from edge.domain.errors import DomainError, SaleConflict
 from edge.domain.views import SaleView
-from edge.hqlink.payloads import Malformed
 from edge.ledger.ledger import Ledger
 
 

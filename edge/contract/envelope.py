@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.domain.ids import ULID_PATTERN
+from edge.contract.ids import ULID_PATTERN
 
 EVENT_TYPES = (
     "sale.recorded",

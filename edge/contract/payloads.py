@@ -13,18 +13,18 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.domain.ids import ULID_PATTERN
-from edge.domain.views import AckStatus
-from edge.errors import HqLinkError
-from edge.validation import first_error
+from edge.contract.field_paths import first_error
+from edge.contract.ids import ULID_PATTERN
 
 Severity = Literal["info", "warning", "critical"]
+AckStatus = Literal["accepted", "settled", "declined", "rejected"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Malformed(HqLinkError):
-    """A payload that is not JSON or does not match its model."""
+class Malformed(ValueError):
+    """A payload that is not JSON or does not match its model: the wire contract's one
+    error, shared by both ends (each logs, counts and drops the message)."""
 
 
 class _In(BaseModel):

@@ -1,6 +1,6 @@
 """The envelope check both ends run on the wire bytes: one compiled pydantic validator.
 
-`EventEnvelope` (`edge.domain.envelope`) is the contract's model. `WireEnvelope` states the
+`EventEnvelope` (`edge.contract.envelope`) is the contract's model. `WireEnvelope` states the
 same fields with the same constraints as a TypedDict, so that `check_envelope` validates
 the bytes as they are stored or received in one pass of pydantic-core, without decoding
 the JSON first and without building a model instance: about half the cost per event of
@@ -15,8 +15,8 @@ from typing import Annotated, Any, NotRequired
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from edge.domain.envelope import EventType
-from edge.domain.ids import ULID_PATTERN
+from edge.contract.envelope import EventType
+from edge.contract.ids import ULID_PATTERN
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -25,8 +25,8 @@ from paho.mqtt.properties import Properties
 
 from edge.backoff import Backoff
 from edge.errors import MqttLinkError
-from edge.hqlink.session import Message, MessageHandler, Session
-from edge.hqlink.settings import BrokerSettings, TlsSettings
+from edge.mqtt.session import Message, MessageHandler, Session
+from edge.mqtt.settings import BrokerSettings, TlsSettings
 
 log = logging.getLogger(__name__)
 
