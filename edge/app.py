@@ -96,7 +96,10 @@ async def run_gateway(
                 settings.lan.bind,
                 settings.lan.port,
                 extra=EventsApi(
-                    hub, ctx.principal, max_per_client=settings.lan.max_subscribers_per_client
+                    hub,
+                    ctx.principal,
+                    max_per_client=settings.lan.max_subscribers_per_client,
+                    failed=ctx.metrics.internal_errors.labels("/v1/events").inc,
                 ).routes(),
             )
         )

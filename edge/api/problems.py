@@ -179,9 +179,9 @@ def _from_http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
     return problem_response(slug, safe_text(exc.reason), instance=request.path)
 
 
-def _internal_error(request: web.Request, exc: Exception) -> web.Response:
-    """Log an unexpected failure once, under an id the register can quote, and answer 500
-    (the only status that means this, so the server's metrics count it by route)."""
+def log_internal_error(request: web.Request, exc: BaseException) -> str:
+    """Log an unexpected failure once, with its frames, under a new id the client can quote
+    (the HTTP catch-all and the WebSocket handler after its upgrade); returns the id."""
     request_id = secrets.token_hex(8)
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error(
@@ -193,6 +193,13 @@ def _internal_error(request: web.Request, exc: Exception) -> web.Response:
         safe_text(str(exc)),
         frames.rstrip(),
     )
+    return request_id
+
+
+def _internal_error(request: web.Request, exc: Exception) -> web.Response:
+    """Answer 500 `internal-error` (the only status that means this, so the server's
+    metrics count it by route)."""
+    request_id = log_internal_error(request, exc)
     return problem_response(
         "internal-error",
         f"the gateway failed to handle this request (request id {request_id})",

@@ -26,7 +26,7 @@ from typing import Protocol
 from aiohttp import WSCloseCode, web
 
 from edge.api import examples
-from edge.api.problems import ProblemError
+from edge.api.problems import ProblemError, log_internal_error
 from edge.api.routes import READERS, WRITERS, Param, Route
 from edge.lanes.hub import LaneHub
 from edge.lanes.subscription import Subscription
@@ -81,9 +81,19 @@ def _lane(request: web.Request, caller: Caller) -> str | None:
 class EventsApi:
     """The WebSocket route; `authorize` is the API's bearer-token and role check."""
 
-    def __init__(self, hub: LaneHub, authorize: Authorize, *, max_per_client: int = 8) -> None:
+    def __init__(
+        self,
+        hub: LaneHub,
+        authorize: Authorize,
+        *,
+        max_per_client: int = 8,
+        failed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`failed`: counts a subscription that ended on an unexpected exception after the
+        upgrade, where no problem document can be sent any more (the gateway's metrics)."""
         self._hub = hub
         self._authorize = authorize
+        self._failed = failed
         # Open subscriptions per client: one client cannot hold every connection.
         self._max_per_client = max_per_client
         self._open: dict[str, int] = {}
@@ -141,7 +151,7 @@ class EventsApi:
             sub = self._hub.attach(lane, after, register=caller.role in WRITERS)
             try:
                 await ws.prepare(request)
-                await self._serve(ws, sub, lane or "*")
+                await self._serve(request, ws, sub, lane or "*")
             finally:
                 sub.close()
         finally:
@@ -150,7 +160,9 @@ class EventsApi:
                 del self._open[client_id]
         return ws
 
-    async def _serve(self, ws: web.WebSocketResponse, sub: Subscription, name: str) -> None:
+    async def _serve(
+        self, request: web.Request, ws: web.WebSocketResponse, sub: Subscription, name: str
+    ) -> None:
         sender = asyncio.create_task(self._send(ws, sub), name=f"events-ws-send:{name}")
         listener = asyncio.create_task(self._until_client_closes(ws), name=f"events-ws-recv:{name}")
         try:
@@ -159,8 +171,16 @@ class EventsApi:
             sub.close()
             for task in (sender, listener):
                 task.cancel()
-            await asyncio.gather(sender, listener, return_exceptions=True)
-        if sub.dropped:
+            outcomes = await asyncio.gather(sender, listener, return_exceptions=True)
+        failure = next((o for o in outcomes if _unexpected(o)), None)
+        if failure is not None:  # past the upgrade: a close code, not a problem document
+            self._failed()
+            request_id = log_internal_error(request, failure)
+            await ws.close(
+                code=WSCloseCode.INTERNAL_ERROR,
+                message=f"internal error (request id {request_id})".encode(),
+            )
+        elif sub.dropped:
             log.warning("closing a slow events client (lane %s)", name)
             await ws.close(
                 code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; reconnect with ?after="
@@ -177,3 +197,10 @@ class EventsApi:
     async def _until_client_closes(ws: web.WebSocketResponse) -> None:
         async for _ in ws:  # registers do not talk back; reading notices their close
             pass
+
+
+def _unexpected(outcome: object) -> bool:
+    """A task outcome that is a bug, not the client leaving or the gateway stopping."""
+    return isinstance(outcome, BaseException) and not isinstance(
+        outcome, asyncio.CancelledError | ConnectionError
+    )

@@ -282,3 +282,33 @@ async def test_closing_the_hub_closes_registers_promptly(bus: EventBus) -> None:
         message = await asyncio.wait_for(ws.receive(), 5)
         assert message.type == WSMsgType.CLOSE
         assert ws.close_code == 1001
+
+
+async def test_a_failure_after_the_upgrade_closes_with_1011_logged_and_counted(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the upgrade no problem document can be sent: the subscriber gets close code
+    1011 with a request id, the failure is logged once under that id and counted."""
+
+    async def broken_send(ws: web.WebSocketResponse, sub: object) -> None:
+        raise RuntimeError("injected send failure")
+
+    monkeypatch.setattr(EventsApi, "_send", staticmethod(broken_send))
+    failures: list[int] = []
+    hub = LaneHub(bus, LanesSettings())
+    app = web.Application(middlewares=[problem_middleware])
+    for route in EventsApi(hub, authorize, failed=lambda: failures.append(1)).routes():
+        app.router.add_route(route.method, route.path, route.handler)
+    async with hub, TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect(
+            "/v1/events?lane=lane-1", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type == WSMsgType.CLOSE
+        assert ws.close_code == 1011
+        request_id = str(message.extra).rsplit(" ", 1)[-1].rstrip(")")
+        assert len(request_id) == 16, message.extra
+    assert failures == [1]
+    logged = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+    assert len(logged) == 1
+    assert "injected send failure" in logged[0]
