@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.contract.field_paths import first_error
 from edge.contract.ids import ULID_PATTERN
+from edge.contract.wire_types import Instant
 
 Severity = Literal["info", "warning", "critical"]
 AckStatus = Literal["accepted", "settled", "declined", "rejected"]
@@ -46,12 +47,18 @@ class CommandMsg(_In):
 
 
 class LookupMsg(_In):
+    """On `lookup`: a code the gateway does not hold (as long as the LAN API admits), and
+    where to answer (also the MQTT 5 Response Topic, with `request_id` as Correlation Data)."""
+
     request_id: str = Field(min_length=1, max_length=128)
-    code: str = Field(min_length=1, max_length=256)
+    code: str = Field(min_length=1, max_length=512)
     reply_to: str = Field(min_length=1, max_length=512)
 
 
 class LookupReplyMsg(_In):
+    """On `lookup-reply`: `sale` is a sale as in `POST /v1/sales` (`"channel": "online"`),
+    null when not found; the gateway validates it as a sale before journaling it."""
+
     request_id: str = Field(min_length=1, max_length=128)
     found: bool
     sale: dict[str, Any] | None = None
@@ -69,11 +76,18 @@ class StateMsg(_In):
     started_at: datetime | None = None
 
 
+ALERT_DETAIL_MAX = 4096
+
+
 class AlertMsg(_In):
+    """On `alerts` when raised and when cleared, and in health's `alerts_open`; an alert is
+    one per (`alert`, `subject`), e.g. `event-rejected` per event id."""
+
     alert: str = Field(min_length=1, max_length=128)
     severity: Severity
-    detail: str = Field("", max_length=4096)
-    at: datetime
+    detail: str = Field("", max_length=ALERT_DETAIL_MAX)
+    subject: str = Field("", max_length=256)
+    at: Instant
     state: Literal["raised", "cleared"] = "raised"
 
 
@@ -95,3 +109,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 def dumps(data: Any) -> bytes:
     """Compact JSON, the one encoding on the wire."""
     return _ENCODER.encode(data).encode()
+
+
+def encode(model: BaseModel) -> bytes:
+    """A payload model as it goes on the wire: its JSON form (amounts as decimal text,
+    times as the contract writes them, keyword fields by their alias) in `dumps`' encoding."""
+    return dumps(model.model_dump(mode="json", by_alias=True))

@@ -19,6 +19,8 @@ GATEWAY_TOPICS = (
     "cmd-result",
     "lookup",
     "lookup-reply",
+    "recon/digest",
+    "recon/report",
 )
 
 
@@ -65,6 +67,16 @@ class GatewayTopics:
     @property
     def lookup_reply(self) -> str:
         return f"{self.base}/lookup-reply"
+
+    @property
+    def recon_digest(self) -> str:
+        """HQ's reconciliation digest for this gateway (contract v1.1)."""
+        return f"{self.base}/recon/digest"
+
+    @property
+    def recon_report(self) -> str:
+        """The gateway's reconciliation report (contract v1.1)."""
+        return f"{self.base}/recon/report"
 
     @property
     def cmd_filter(self) -> str:

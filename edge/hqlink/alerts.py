@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
 
-from edge.contract.payloads import Severity, dumps
-from edge.contract.timefmt import iso, utcnow
+from edge.contract.payloads import ALERT_DETAIL_MAX, AlertMsg, Severity, encode
+from edge.contract.timefmt import utcnow
 from edge.errors import MqttLinkError
 from edge.mqtt.client import MqttClient
 
@@ -25,25 +24,20 @@ class Alerts:
     def __init__(self, client: MqttClient, topic: str) -> None:
         self._client = client
         self._topic = topic
-        self._open: dict[tuple[str, str], dict[str, Any]] = {}
-        self._unsent: deque[dict[str, Any]] = deque(maxlen=UNSENT_MAX)
+        self._open: dict[tuple[str, str], AlertMsg] = {}
+        self._unsent: deque[AlertMsg] = deque(maxlen=UNSENT_MAX)
         self.raised = 0
 
     def raise_(self, alert: str, severity: Severity, detail: str, subject: str = "") -> None:
         """Open an alert (sent once); raising it again only refreshes its detail."""
         key = (alert, subject)
+        shown = detail[:ALERT_DETAIL_MAX]  # what the contract admits; the log has it whole
         current = self._open.get(key)
-        if current is not None and current["severity"] == severity:
-            current["detail"] = detail  # health shows the latest; HQ was told once
+        if current is not None and current.severity == severity:
+            # health shows the latest; HQ was told once
+            self._open[key] = current.model_copy(update={"detail": shown})
             return
-        entry = {
-            "alert": alert,
-            "severity": severity,
-            "detail": detail,
-            "subject": subject,
-            "at": iso(utcnow()),
-            "state": "raised",
-        }
+        entry = AlertMsg(alert=alert, severity=severity, detail=shown, subject=subject, at=utcnow())
         self._open[key] = entry
         self.raised += 1
         log.warning("alert %s (%s): %s", alert, severity, detail)
@@ -54,12 +48,12 @@ class Alerts:
         if entry is None:
             return
         log.info("alert %s cleared", alert)
-        self._send({**entry, "at": iso(utcnow()), "state": "cleared"})
+        self._send(entry.model_copy(update={"at": utcnow(), "state": "cleared"}))
 
     def is_open(self, alert: str, subject: str = "") -> bool:
         return (alert, subject) in self._open
 
-    def open(self) -> list[dict[str, Any]]:
+    def open(self) -> list[AlertMsg]:
         return list(self._open.values())
 
     def flush(self) -> None:
@@ -69,8 +63,8 @@ class Alerts:
         for entry in pending:
             self._send(entry)
 
-    def _send(self, entry: dict[str, Any]) -> None:
+    def _send(self, entry: AlertMsg) -> None:
         try:
-            self._client.publish(self._topic, dumps(entry), qos=1)
+            self._client.publish(self._topic, encode(entry), qos=1)
         except MqttLinkError:
             self._unsent.append(entry)

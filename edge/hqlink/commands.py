@@ -13,9 +13,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from edge import __version__
-from edge.contract.payloads import CommandMsg, Malformed, dumps, parse
-from edge.contract.timefmt import iso, utcnow
+from edge.contract.commands import (
+    AlertsResult,
+    CmdResultMsg,
+    PingResult,
+    PruneResult,
+    ReplayResult,
+)
+from edge.contract.health import HealthMsg
+from edge.contract.payloads import CommandMsg, Malformed, encode, parse
+from edge.contract.timefmt import utcnow
 from edge.errors import HqLinkError, MqttLinkError, StorageError
 from edge.hqlink.alerts import Alerts
 from edge.hqlink.health import HealthReporter
@@ -28,7 +38,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_MAX = 64
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any]], Awaitable[BaseModel]]
 
 
 class CommandFailed(HqLinkError):
@@ -77,47 +87,55 @@ class Commands:
     async def run(self) -> None:
         while True:
             name, cmd, correlation = await self._queue.get()
-            result: dict[str, Any] = {"request_id": cmd.request_id, "command": name}
+            answer: dict[str, Any] | None = None
+            error: str | None = None
             handler = self._handlers.get(name)
             if handler is None:
-                result.update(ok=False, error=f"unknown command {name!r}")
+                error = f"unknown command {name!r}"
             else:
                 try:
-                    result.update(ok=True, result=await handler(cmd.args))
+                    answer = (await handler(cmd.args)).model_dump(mode="json", by_alias=True)
                 except (CommandFailed, StorageError, MqttLinkError) as exc:
-                    result.update(ok=False, error=str(exc))
-            result["at"] = iso(utcnow())
-            log.info("command %s (%s): ok=%s", name, cmd.request_id, result["ok"])
+                    error = str(exc)
+            result = CmdResultMsg(
+                request_id=cmd.request_id,
+                command=name,
+                ok=error is None,
+                result=answer,
+                error=error,
+                at=utcnow(),
+            )
+            log.info("command %s (%s): ok=%s", name, cmd.request_id, result.ok)
             try:
                 self._client.publish(
-                    self._result_topic, dumps(result), qos=1, correlation=correlation
+                    self._result_topic, encode(result), qos=1, correlation=correlation
                 )
             except MqttLinkError:
                 log.warning("the result of command %s was lost with the connection", name)
 
-    async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pong": True, "version": __version__}
+    async def _ping(self, args: dict[str, Any]) -> PingResult:
+        return PingResult(pong=True, version=__version__)
 
-    async def _publish_health(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _publish_health(self, args: dict[str, Any]) -> HealthMsg:
         health = await self._health.publish_once()
         if health is None:
             raise CommandFailed("health could not be read from the ledger")
         return health
 
-    async def _list_alerts(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"open": self._alerts.open()}
+    async def _list_alerts(self, args: dict[str, Any]) -> AlertsResult:
+        return AlertsResult(open=self._alerts.open())
 
-    async def _replay(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def _replay(self, args: dict[str, Any]) -> ReplayResult:
         """Send acked events again from `from_seq` on (HQ lost them, e.g. a restore)."""
         from_seq = args.get("from_seq")
         if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
             raise CommandFailed("replay needs an integer from_seq >= 1")
         count, first = await self._ledger.write(lambda c: hq_sync.replay_from(c, from_seq))
         self._relay.rescan()
-        return {"replayed": count, "first_seq_held": first}
+        return ReplayResult(replayed=count, first_seq_held=first)
 
-    async def _prune(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pruned": await self._relay.prune()}
+    async def _prune(self, args: dict[str, Any]) -> PruneResult:
+        return PruneResult(pruned=await self._relay.prune())
 
 
 def command_name(topic: str, base: str) -> str:

@@ -15,11 +15,17 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from edge.bus import EventBus
-from edge.contract.payloads import dumps
-from edge.contract.timefmt import iso, parse_iso, utcnow
+from edge.contract.health import (
+    DeviceHealth,
+    HealthMsg,
+    LinkHealth,
+    OutboxHealth,
+    RelayHealth,
+)
+from edge.contract.payloads import encode
+from edge.contract.timefmt import parse_iso, utcnow
 from edge.errors import MqttLinkError, StorageError
 from edge.events import DeviceStatusEvent
 from edge.hqlink.alerts import Alerts
@@ -36,21 +42,21 @@ class DeviceStates:
     """The last status of every device, from the bus."""
 
     def __init__(self) -> None:
-        self._devices: dict[str, dict[str, Any]] = {}
+        self._devices: dict[str, DeviceHealth] = {}
 
     def attach(self, bus: EventBus) -> Callable[[], None]:
         return bus.subscribe(DeviceStatusEvent, self._update)
 
     def _update(self, event: DeviceStatusEvent) -> None:
-        self._devices[event.device] = {
-            "kind": event.kind,
-            "lane": event.lane,
-            "state": event.state,
-            "detail": event.detail,
-            "at": iso(event.at),
-        }
+        self._devices[event.device] = DeviceHealth(
+            kind=event.kind,
+            lane=event.lane,
+            state=event.state,
+            detail=event.detail,
+            at=event.at,
+        )
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
+    def snapshot(self) -> dict[str, DeviceHealth]:
         return dict(self._devices)
 
 
@@ -90,7 +96,7 @@ class HealthReporter:
             await self.publish_once()
             await asyncio.sleep(self._settings.health_interval_s)
 
-    async def publish_once(self) -> dict[str, Any] | None:
+    async def publish_once(self) -> HealthMsg | None:
         try:
             health = await self.snapshot()
         except StorageError as exc:
@@ -98,13 +104,13 @@ class HealthReporter:
             log.error("health: cannot read the ledger: %s", exc)
             return None
         try:
-            self._client.publish(self._topic, dumps(health), qos=0, retain=True)
+            self._client.publish(self._topic, encode(health), qos=0, retain=True)
         except MqttLinkError:
             return health  # retained health is refreshed on the next connect
         self.published += 1
         return health
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> HealthMsg:
         now = utcnow()
         stats = await self._ledger.status()
         box = stats.outbox
@@ -116,37 +122,38 @@ class HealthReporter:
         db = self._ledger.path
         db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
         relay = self._relay
-        return {
-            "at": iso(now),
-            "version": self._version,
-            "link": {
-                "state": self._link_state(),
-                "protocol": self._client.protocol,
-                "connected_since": _stamp(self._client.connected_since),
-            },
-            "outbox": {
-                "pending": box.pending,
-                "oldest_pending_age_s": oldest_age,
-                "last_seq": box.last_seq,
-                "in_flight": relay.in_flight,
-                "high_water": self._settings.outbox_high_water,
-            },
-            "last_hq_ack_at": _stamp(relay.last_ack_at) or box.last_acked_at,
-            "relay": {
-                "published": relay.published,
-                "resent": relay.resent,
-                "acked": relay.acked,
-                "followups": relay.followups,
-            },
-            "refunds_today": stats.refunds_today,
-            "refunds_awaiting_hq": stats.refunds_awaiting_hq,
-            "devices": self._devices.snapshot(),
-            "disk_free_bytes": disk.free,
-            "db_bytes": db_bytes,
-            "errors": {**self._errors, **loop_restarts(self._restarts)},
-            "alerts_open": self._alerts.open(),
-            "uptime_s": round(time.monotonic() - _STARTED, 1),
-        }
+        last_ack = relay.last_ack_at
+        return HealthMsg(
+            at=now,
+            version=self._version,
+            link=LinkHealth(
+                state=self._link_state(),
+                protocol=self._client.protocol,
+                connected_since=_stamp(self._client.connected_since),
+            ),
+            outbox=OutboxHealth(
+                pending=box.pending,
+                oldest_pending_age_s=oldest_age,
+                last_seq=box.last_seq,
+                in_flight=relay.in_flight,
+                high_water=self._settings.outbox_high_water,
+            ),
+            last_hq_ack_at=_stamp(last_ack) if last_ack is not None else box.last_acked_at,
+            relay=RelayHealth(
+                published=relay.published,
+                resent=relay.resent,
+                acked=relay.acked,
+                followups=relay.followups,
+            ),
+            refunds_today=stats.refunds_today,
+            refunds_awaiting_hq=stats.refunds_awaiting_hq,
+            devices=self._devices.snapshot(),
+            disk_free_bytes=disk.free,
+            db_bytes=db_bytes,
+            errors={**self._errors, **loop_restarts(self._restarts)},
+            alerts_open=self._alerts.open(),
+            uptime_s=round(time.monotonic() - _STARTED, 1),
+        )
 
     def _check_high_water(self, pending: int) -> None:
         mark = self._settings.outbox_high_water
@@ -163,5 +170,5 @@ class HealthReporter:
 _STARTED = time.monotonic()
 
 
-def _stamp(epoch: float | None) -> str | None:
-    return None if epoch is None else iso(datetime.fromtimestamp(epoch, UTC))
+def _stamp(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

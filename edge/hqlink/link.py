@@ -21,8 +21,9 @@ from types import TracebackType
 from typing import Any
 
 from edge.bus import EventBus
-from edge.contract.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, dumps, parse
-from edge.contract.timefmt import iso, utcnow
+from edge.contract.health import BirthMsg, WillMsg
+from edge.contract.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, encode, parse
+from edge.contract.timefmt import utcnow
 from edge.contract.topics import GatewayTopics
 from edge.domain.errors import HqUnreachable
 from edge.domain.views import SaleView
@@ -69,7 +70,7 @@ class HqLink:
         self._ledger = ledger
         self._bus = bus
         self._version = version
-        self._started_at = iso(utcnow())
+        self._started_at = utcnow()
         self._bd_seq = 0
         self._presence: dict[str, str] = {}
         self._birth_echoed = False
@@ -198,7 +199,7 @@ class HqLink:
     # ---- connection hooks --------------------------------------------------------
 
     def _death(self) -> bytes:
-        return dumps({"state": "offline", "bd_seq": self._bd_seq})
+        return encode(WillMsg(bd_seq=self._bd_seq))
 
     async def _prepare(self) -> Will:
         try:
@@ -209,14 +210,13 @@ class HqLink:
         return Will(self.topics.state, self._death(), qos=1, retain=True)
 
     def _birth(self) -> bytes:
-        return dumps(
-            {
-                "state": "online",
-                "version": self._version,
-                "started_at": self._started_at,
-                "bd_seq": self._bd_seq,
-                "protocol": self.client.protocol,
-            }
+        return encode(
+            BirthMsg(
+                version=self._version,
+                started_at=self._started_at,
+                bd_seq=self._bd_seq,
+                protocol=self.client.protocol,
+            )
         )
 
     async def _born(self) -> None:

@@ -15,7 +15,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from edge.contract.payloads import LookupReplyMsg, Malformed, dumps, parse
+from edge.contract.payloads import LookupMsg, LookupReplyMsg, Malformed, encode, parse
 from edge.contract.timefmt import utcnow
 from edge.contract.topics import GatewayTopics
 from edge.domain.errors import HqUnreachable
@@ -58,11 +58,12 @@ class OrderLookup:
         fut: asyncio.Future[LookupReplyMsg] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         reply_to = self._topics.lookup_reply
-        body = {"request_id": request_id, "code": code, "reply_to": reply_to}
+        # built unvalidated: every value is the gateway's own (the code within the LAN limit)
+        body = LookupMsg.model_construct(request_id=request_id, code=code, reply_to=reply_to)
         try:
             self._client.publish(
                 self._topics.lookup,
-                dumps(body),
+                encode(body),
                 qos=1,
                 response_topic=reply_to,
                 correlation=request_id.encode(),
