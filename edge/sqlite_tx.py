@@ -1,6 +1,6 @@
 """One IMMEDIATE transaction on a plain sqlite3 connection, for everything that writes
-outside the ledger writer's group commit: migrations, operator commands and the reference
-HQ service's store.
+outside the ledger writer's group commit: migrations and operator commands. (The reference
+HQ service's store starts its SQLite transactions the same way, through SQLAlchemy.)
 
 `BEGIN IMMEDIATE` takes the write lock at the start, so a transaction never fails half-way
 for want of it; the block is committed when it ends and rolled back if it raises anything

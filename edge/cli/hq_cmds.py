@@ -10,23 +10,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
 from edge.cli.common import settings_from
 from edge.cli.run_cmd import setup_logging
 from edge.mqtt.settings import BrokerSettings, TlsSettings
-from edge.sqlite_tx import immediate
+
+if TYPE_CHECKING:
+    from edge.hq.store import HqStore
+
+DB_ENV = "EDGE_HQ_DATABASE_URL"
+DB_HELP = (
+    "HQ store: an SQLite file, sqlite+aiosqlite:///path or postgresql+psycopg://user@host/db"
+    f" (default: ${DB_ENV}, else DATA_DIR/hq.sqlite3)"
+)
+LEASE_HELP = "seconds an instance holds a refund while it calls the processor (default: 60)"
+
+HTTP_HELP = (
+    "fleet page, /metrics and /healthz on HOST:PORT or PORT (default 127.0.0.1:8090; 0/off: none)"
+)
 
 
 def register(sub: Any) -> None:
     hq = sub.add_parser("hq", help="run the reference HQ service (or manage its store)")
     _broker_flags(hq)
-    hq.add_argument("--db", type=Path, default=None, help="HQ store (default: DATA_DIR/hq.sqlite3)")
+    hq.add_argument("--db", default=None, help=DB_HELP)
+    hq.add_argument("--claim-lease", type=float, default=60.0, help=LEASE_HELP)
     hq.add_argument("--instance", default=None, help="instance name (default: host-pid)")
     hq.add_argument("--group", default="hq", help="shared-subscription group (default: hq)")
     hq.add_argument("--settle-workers", type=int, default=8)
@@ -40,17 +56,23 @@ def register(sub: Any) -> None:
     hq.add_argument(
         "--stats-interval", type=float, default=30.0, help="presence with counters, every N s"
     )
+    hq.add_argument("--http", default="127.0.0.1:8090", help=HTTP_HELP)
     hq.set_defaults(func=_hq_run)
     hq_sub = hq.add_subparsers(dest="hq_command", metavar="SUBCOMMAND")
     run = hq_sub.add_parser("run", help="run the service (the default)")
+    run.add_argument("--http", default=argparse.SUPPRESS, help=HTTP_HELP)
+    run.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    run.add_argument("--claim-lease", type=float, default=argparse.SUPPRESS, help=LEASE_HELP)
     run.set_defaults(func=_hq_run)
     orders = hq_sub.add_parser("orders", help="online orders HQ answers look-ups from")
     orders_sub = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
     load = orders_sub.add_parser("load", help="load sales (a JSON array or one per line)")
     load.add_argument("file", type=Path)
+    load.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
     load.set_defaults(func=_orders_load)
     status = hq_sub.add_parser("status", help="events, gaps and refunds held by the HQ store")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
     status.set_defaults(func=_hq_status)
 
     fleet = sub.add_parser("fleet", help="live table of every gateway on the broker")
@@ -111,7 +133,20 @@ def _until_signal(main: Any) -> int:
 
 
 def _hq_run(args: argparse.Namespace) -> int:
+    from edge.hq.database import DatabaseUrlError, database_url  # noqa: PLC0415
     from edge.hq.runner import HqRunOptions, run_hq  # noqa: PLC0415 - loaded only when run
+    from edge.hq.web import parse_http  # noqa: PLC0415
+
+    try:
+        http = parse_http(args.http)
+    except ValueError as exc:
+        print(f"--http {args.http}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        database_url(_hq_db(args) or "hq.sqlite3")
+    except DatabaseUrlError as exc:
+        print(f"--db: {exc}", file=sys.stderr)
+        return 2
 
     settings = settings_from(args)
     setup_logging(settings)
@@ -119,7 +154,9 @@ def _hq_run(args: argparse.Namespace) -> int:
     options = HqRunOptions(
         broker=broker,
         prefix=prefix,
-        db_path=args.db or settings.data_dir / "hq.sqlite3",
+        db_path=settings.data_dir / "hq.sqlite3",
+        db_url=_hq_db(args),
+        claim_lease_s=args.claim_lease,
         instance=args.instance,
         group=args.group,
         settle_workers=args.settle_workers,
@@ -127,34 +164,50 @@ def _hq_run(args: argparse.Namespace) -> int:
         delay_s=args.delay_s,
         failure_rate=args.failure_rate,
         stats_interval_s=args.stats_interval,
+        http_host=http[0] if http else "127.0.0.1",
+        http_port=http[1] if http else 0,
     )
     return _until_signal(lambda stop: run_hq(options, stop))
 
 
-def _hq_db(args: argparse.Namespace) -> Path:
-    return Path(args.db) if args.db else settings_from(args).data_dir / "hq.sqlite3"
+def _hq_db(args: argparse.Namespace) -> str | None:
+    """The store named by --db or the environment; None: the SQLite file in DATA_DIR."""
+    return str(args.db) if args.db else os.environ.get(DB_ENV) or None
+
+
+def _open_store(args: argparse.Namespace) -> HqStore:
+    from edge.hq.store import HqStore  # noqa: PLC0415
+
+    return HqStore(_hq_db(args) or settings_from(args).data_dir / "hq.sqlite3")
 
 
 def _orders_load(args: argparse.Namespace) -> int:
     from edge.hq import store as hq_store  # noqa: PLC0415
-    from edge.hq.schema import open_store  # noqa: PLC0415
 
     text = args.file.read_text(encoding="utf-8").strip()
     sales = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
-    conn = open_store(_hq_db(args))
-    with immediate(conn):
-        count = hq_store.load_orders(conn, sales)
-    print(f"loaded {count} online orders into {_hq_db(args)}")
+
+    async def load() -> int:
+        async with _open_store(args) as store:
+            count: int = await store.write(partial(hq_store.load_orders, sales=sales))
+        return count
+
+    count = asyncio.run(load())
+    print(f"loaded {count} online orders into the HQ store")
     return 0
 
 
 def _hq_status(args: argparse.Namespace) -> int:
     from edge.hq import store as hq_store  # noqa: PLC0415
-    from edge.hq.schema import open_store  # noqa: PLC0415
 
-    conn = open_store(_hq_db(args))
-    streams = hq_store.streams(conn)
-    refunds = hq_store.refund_counts(conn)
+    async def read() -> tuple[list[dict[str, Any]], dict[str, int]]:
+        async with _open_store(args) as store:
+            return (
+                await store.read(hq_store.stream_report),
+                await store.read(hq_store.refund_counts),
+            )
+
+    streams, refunds = asyncio.run(read())
     if args.json:
         print(json.dumps({"streams": streams, "refunds": refunds}))
         return 0

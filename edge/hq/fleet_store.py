@@ -3,53 +3,61 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edge.contract.payloads import AlertMsg, dumps, parse
 from edge.contract.timefmt import iso
 from edge.hq.fleet import GatewayView
+from edge.hq.tables import alerts as alerts_table
+from edge.hq.tables import gateways, insert
 
 
-def save_fleet(
-    conn: sqlite3.Connection, views: list[GatewayView], alerts: list[tuple[str, str, bytes]]
+async def save_fleet(
+    conn: AsyncConnection, views: list[GatewayView], alerts: list[tuple[str, str, bytes]]
 ) -> None:
     """Persist the latest state and health of the gateways that changed, and their alerts."""
-    for view in views:
-        conn.execute(
-            "INSERT INTO gateways (store_id, gateway_id, state, bd_seq, version, state_at,"
-            " health, health_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (store_id, gateway_id) DO UPDATE SET state = excluded.state,"
-            " bd_seq = excluded.bd_seq, version = excluded.version,"
-            " state_at = excluded.state_at, health = excluded.health,"
-            " health_at = excluded.health_at",
-            (
-                view.store_id,
-                view.gateway_id,
-                view.state,
-                view.bd_seq,
-                view.version,
-                _stamp(view.state_seen),
-                None if view.health is None else dumps(view.health).decode(),
-                _stamp(view.health_seen),
+    rows = [
+        {
+            "store_id": view.store_id,
+            "gateway_id": view.gateway_id,
+            "state": view.state,
+            "bd_seq": view.bd_seq,
+            "version": view.version,
+            "state_at": _stamp(view.state_seen),
+            "health": None if view.health is None else dumps(view.health).decode(),
+            "health_at": _stamp(view.health_seen),
+        }
+        for view in sorted(views, key=lambda v: (v.store_id, v.gateway_id))  # lock order
+    ]
+    if rows:
+        stmt = insert(conn, gateways)
+        latest = ("state", "bd_seq", "version", "state_at", "health", "health_at")
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[gateways.c.store_id, gateways.c.gateway_id],
+                set_={name: stmt.excluded[name] for name in latest},
             ),
+            rows,
         )
+    alert_rows = []
     for store_id, gateway_id, payload in alerts:
         alert = parse(AlertMsg, payload)
-        conn.execute(
-            "INSERT INTO alerts (store_id, gateway_id, alert, subject, severity, state, detail,"
-            " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                store_id,
-                gateway_id,
-                alert.alert,
-                str(json.loads(payload).get("subject") or ""),
-                alert.severity,
-                alert.state,
-                alert.detail,
-                iso(alert.at),
-            ),
+        alert_rows.append(
+            {
+                "store_id": store_id,
+                "gateway_id": gateway_id,
+                "alert": alert.alert,
+                "subject": str(json.loads(payload).get("subject") or ""),
+                "severity": alert.severity,
+                "state": alert.state,
+                "detail": alert.detail,
+                "at": iso(alert.at),
+            }
         )
+    if alert_rows:
+        await conn.execute(alerts_table.insert(), alert_rows)
 
 
 def _stamp(epoch: float | None) -> str | None:

@@ -4,6 +4,7 @@ processor and ERP, the service, run until stopped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 from edge.hq.processor import SimulatedErp, SimulatedProcessor, SimulatedSettings
 from edge.hq.service import HqService, HqServiceSettings, default_instance
 from edge.hq.store import HqStore
+from edge.hq.web import FleetServer, stats_of
 from edge.mqtt.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 class HqRunOptions:
     broker: BrokerSettings
     prefix: str
-    db_path: Path
+    db_path: Path  # the SQLite store, unless db_url is given
     instance: str | None
     group: str
     settle_workers: int
@@ -29,6 +31,10 @@ class HqRunOptions:
     delay_s: float
     failure_rate: float
     stats_interval_s: float = 30.0
+    http_host: str = "127.0.0.1"  # the fleet page, its JSON, /metrics and /healthz
+    http_port: int = 8090  # 0: no HTTP listener
+    db_url: str | None = None  # sqlite+aiosqlite:///path or postgresql+psycopg://...
+    claim_lease_s: float = 60.0
 
 
 async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
@@ -42,16 +48,17 @@ async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
     settings = HqServiceSettings(
         broker=options.broker,
         prefix=options.prefix,
-        db_path=options.db_path,
+        db_path=None if options.db_url else options.db_path,
+        db_url=options.db_url or None,
         instance=options.instance or default_instance(),
         group=options.group,
         settle_workers=options.settle_workers,
         simulated=simulated,
         stats_interval_s=options.stats_interval_s,
+        claim_lease_s=options.claim_lease_s,
     )
-    service = HqService(
-        settings, HqStore(settings.db_path), SimulatedProcessor(simulated), SimulatedErp()
-    )
+    store_url = settings.store_url()
+    service = HqService(settings, HqStore(store_url), SimulatedProcessor(simulated), SimulatedErp())
     async with service:
         log.info(
             "HQ service %s: broker %s:%s, prefix %s, store %s",
@@ -59,9 +66,12 @@ async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
             settings.broker.host,
             settings.broker.port,
             settings.prefix,
-            settings.db_path,
+            store_url.render_as_string(hide_password=True),
         )
-        async with asyncio.TaskGroup() as tg:
+        async with contextlib.AsyncExitStack() as http, asyncio.TaskGroup() as tg:
+            if options.http_port:
+                server = FleetServer(stats_of(service), options.http_host, options.http_port)
+                await http.enter_async_context(server)
             task = tg.create_task(service.run(), name="hq-service")
             await stop.wait()
             task.cancel()

@@ -2,9 +2,12 @@
 order look-ups, and keeps the fleet view.
 
 Events and look-ups arrive through MQTT 5 shared subscriptions (`$share/{group}/...`), so
-several instances share the load; each event is recorded once (by `event_id`) in the
-store they share, and acked only after that commit. Refunds then go to the processor and
-the ERP; their outcome is acked again (settled/declined) with the references.
+several instances share the load; on a broker without them (MQTT 3.1.1: RabbitMQ 3.x, NATS)
+every instance receives every event (see `shared_subscriptions`). Either way each event is
+recorded once (by `event_id`) in the store they share, and acked only after that commit.
+Refunds then go to the processor and the ERP, from whichever instance holds the refund's
+lease in the store; the outcome is recorded once, and acked again (settled/declined) with
+the references by the instance that recorded it.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import contextlib
 import logging
 import os
 import socket
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.engine import URL
 
 from edge.backoff import Backoff
 from edge.contract.payloads import LookupMsg, Malformed, dumps, parse
@@ -35,7 +40,9 @@ from edge.contract.topics import (
     shared,
 )
 from edge.errors import MqttLinkError
+from edge.hq import settlement
 from edge.hq import store as hq_store
+from edge.hq.database import database_url
 from edge.hq.fleet import FleetView
 from edge.hq.fleet_store import save_fleet
 from edge.hq.processor import (
@@ -45,8 +52,9 @@ from edge.hq.processor import (
     RefundRequest,
     SimulatedSettings,
 )
-from edge.hq.store import AckOut, Decided, HqStore, Incoming
-from edge.mqtt.client import Message, MqttClient, Outgoing, Will
+from edge.hq.settlement import Decided
+from edge.hq.store import AckOut, HqStore, HqStoreError, Incoming
+from edge.mqtt.client import Capabilities, Message, MqttClient, Outgoing, Will
 from edge.mqtt.settings import BrokerSettings
 from edge.supervise import loop_restarts, supervised
 
@@ -59,24 +67,49 @@ GAP_CHECK_S = 30.0
 
 
 def default_instance() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Host and pid, without dots: the name is a topic level, and NATS refuses a topic with
+    a dot while RabbitMQ turns each dot into a level separator (docs/brokers.md)."""
+    return f"{socket.gethostname().replace('.', '-')}-{os.getpid()}"
 
 
 class HqServiceSettings(BaseModel):
+    """`shared_subscriptions`: "auto" uses `$share/{group}/` for events and look-ups only
+    when the broker offers it (MQTT 5 and its CONNACK does not say Shared Subscription
+    Available = 0); "on" always (e.g. mosquitto also shares 3.1.1 clients); "off" never.
+    Without sharing, every instance receives every event and look-up: the store records
+    each event once (by `event_id`) and settles each refund once (by `return_id`), so the
+    result is the same, at the cost of every instance doing the work (docs/brokers.md)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     prefix: str = "retail/v1"
-    db_path: Path
+    db_path: Path | None = None  # an SQLite file, or:
+    db_url: str | None = None  # sqlite+aiosqlite:///path or postgresql+psycopg://...
     instance: str = Field(default_factory=default_instance, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     group: str = Field("hq", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    shared_subscriptions: Literal["auto", "on", "off"] = "auto"
     batch_max: int = Field(2_000, ge=1)
     settle_workers: int = Field(8, ge=1, le=256)
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
     gap_grace_s: float = Field(60.0, gt=0)
+    claim_lease_s: float = Field(60.0, gt=0)  # longer than a processor and ERP call take
     stats_interval_s: float = Field(30.0, gt=0)
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> HqServiceSettings:
+        if (self.db_path is None) == (self.db_url is None):
+            raise ValueError("give the HQ store as db_path or db_url (exactly one)")
+        self.store_url()  # a URL naming another database is refused here
+        return self
+
+    def store_url(self) -> URL:
+        if self.db_url is not None:
+            return database_url(self.db_url)
+        assert self.db_path is not None  # checked by _one_store
+        return database_url(self.db_path)
 
 
 class HqService:
@@ -103,27 +136,38 @@ class HqService:
         self._settle: asyncio.Queue[str] = asyncio.Queue()
         self._decided: asyncio.Queue[Decided] = asyncio.Queue()
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._pending: set[str] = set()  # queued for or being settled here
         self._reported_gaps: set[str] = set()
         self._ack_topics: dict[tuple[str, str], str] = {}  # one entry a gateway
-        group, prefix = settings.group, settings.prefix
         self.client = MqttClient(
             settings.broker,
             client_id=f"hq-{settings.instance}",
             name=f"hq-{settings.instance}",
             on_message=self._received,
-            subscriptions=[
-                (shared(group, fleet_filter(prefix, "events")), 1),
-                (shared(group, fleet_filter(prefix, "lookup")), 1),
-                (fleet_filter(prefix, "state"), 1),
-                (fleet_filter(prefix, "health"), 0),
-                (fleet_filter(prefix, "alerts"), 1),
-            ],
+            subscriptions=self._subscriptions,
             prepare=self._will,
             on_connect=self._born,
         )
 
+    def _subscriptions(self, broker: Capabilities) -> list[tuple[str, int]]:
+        """Chosen at every connect: whether events and look-ups can be shared depends on
+        what the broker offers this connection."""
+        mode, prefix = self.settings.shared_subscriptions, self._prefix
+        share = mode == "on" or (mode == "auto" and broker.shared_subscriptions)
+        work = [fleet_filter(prefix, "events"), fleet_filter(prefix, "lookup")]
+        if share:
+            work = [shared(self.settings.group, f) for f in work]
+        elif mode == "auto":
+            log.info("the broker offers no shared subscriptions: this instance takes everything")
+        return [
+            *((f, 1) for f in work),
+            (fleet_filter(prefix, "state"), 1),
+            (fleet_filter(prefix, "health"), 0),
+            (fleet_filter(prefix, "alerts"), 1),
+        ]
+
     async def __aenter__(self) -> HqService:
-        await asyncio.to_thread(self.store.open)
+        await self.store.open()
         return self
 
     async def __aexit__(
@@ -137,7 +181,7 @@ class HqService:
         self._retries.clear()
         bye = Outgoing(self._presence, self._presence_body("offline"), qos=1, retain=True)
         await self.client.close([bye])
-        await asyncio.to_thread(self.store.close)
+        await self.store.close()
 
     async def run(self) -> None:
         loops: dict[str, Callable[[], Awaitable[None]]] = {
@@ -148,6 +192,7 @@ class HqService:
             "hq-gaps": self._gap_loop,
             "hq-stats": self._stats_loop,
             "hq-decisions": self._decision_loop,
+            "hq-orphans": self._orphan_loop,
         }
         loops.update(
             {f"hq-settle-{n}": self._settle_loop for n in range(self.settings.settle_workers)}
@@ -155,8 +200,8 @@ class HqService:
         async with asyncio.TaskGroup() as tg:
             for name, loop in loops.items():
                 tg.create_task(supervised(name, loop, self.restarts), name=name)
-            for return_id in await self.store.run(hq_store.open_refunds):
-                self._settle.put_nowait(return_id)
+            for return_id in await self.store.read(settlement.open_refunds):
+                self._queue_settle(return_id)
 
     # ---- connection ----------------------------------------------------------------
 
@@ -221,8 +266,8 @@ class HqService:
             while len(batch) < self.settings.batch_max and not self._events.empty():
                 batch.append(self._events.get_nowait())
             try:
-                result = await self.store.run(partial(hq_store.ingest, items=batch))
-            except sqlite3.Error as exc:
+                result = await self.store.write(partial(hq_store.ingest, items=batch))
+            except HqStoreError as exc:
                 self.counters["storage_errors"] += 1
                 log.error(
                     "could not record %d events (they will be sent again): %s", len(batch), exc
@@ -240,23 +285,42 @@ class HqService:
             for ack in result.acks:
                 self._ack(ack)
             for return_id in result.new_refunds:
-                self._settle.put_nowait(return_id)
+                self._queue_settle(return_id)
 
     # ---- refunds -------------------------------------------------------------------
+
+    def _queue_settle(self, return_id: str) -> None:
+        """Settle it here (once: a refund already queued or waiting to retry is left be)."""
+        if return_id not in self._pending and return_id not in self._retries:
+            self._pending.add(return_id)
+            self._settle.put_nowait(return_id)
 
     async def _settle_loop(self) -> None:
         while True:
             return_id = await self._settle.get()
             try:
                 await self._settle_one(return_id)
-            except sqlite3.Error as exc:
+            except HqStoreError as exc:
                 self.counters["storage_errors"] += 1
                 log.error("could not settle %s now: %s", return_id, exc)
                 self._retry(return_id, 1)
+            finally:
+                self._pending.discard(return_id)
 
     async def _settle_one(self, return_id: str) -> None:
-        row = await self.store.run(partial(hq_store.refund_request, return_id=return_id))
-        if row is None or row["status"] != "received":
+        """Call the processor and the ERP for a refund this instance holds the lease on."""
+        instance = self.settings.instance
+        lease_ms = int(self.settings.claim_lease_s * 1000)
+        claim = await self.store.write(
+            partial(
+                settlement.claim_refund, return_id=return_id, instance=instance, lease_ms=lease_ms
+            )
+        )
+        row = claim.request
+        if row is None:
+            if claim.held_until_ms is not None:  # another instance is on it: look again later
+                self.counters["refunds_claimed_elsewhere"] += 1
+                self._retry_in(return_id, max(0.0, claim.held_until_ms / 1000 - time.time()))
             return
         request = RefundRequest.from_row(row)
         try:
@@ -265,17 +329,24 @@ class HqService:
         except ProcessorUnavailable as exc:
             self.counters["processor_unavailable"] += 1
             log.warning("processor unavailable for %s: %s", return_id, exc)
-            await self.store.run(partial(hq_store.note_attempt, return_id=return_id))
-            self._retry(return_id, int(row["attempts"]) + 1)
+            await self._release(return_id, int(row["attempts"]) + 1)
             return
         except Exception:  # supervisor point: a processor/ERP plug-in bug must not stop HQ
             self.counters["processor_errors"] += 1
             log.exception("processor or ERP failed on %s; trying again later", return_id)
-            self._retry(return_id, int(row["attempts"]) + 1)
+            await self._release(return_id, int(row["attempts"]) + 1)
             return
         self._decided.put_nowait(
             Decided(return_id, decision.status, decision.processor_ref, erp_ref, decision.reason)
         )
+
+    async def _release(self, return_id: str, attempts: int) -> None:
+        """Give the lease back and retry with backoff (here, or on any instance first)."""
+        instance = self.settings.instance
+        await self.store.write(
+            partial(settlement.release_claim, return_id=return_id, instance=instance)
+        )
+        self._retry(return_id, attempts)
 
     async def _decision_loop(self) -> None:
         """Record outcomes in batches (one fsync for many), then ack each."""
@@ -283,31 +354,57 @@ class HqService:
             batch = [await self._decided.get()]
             while not self._decided.empty():
                 batch.append(self._decided.get_nowait())
+            record = partial(
+                settlement.record_decisions, decided=batch, instance=self.settings.instance
+            )
             try:
-                acks = await self.store.run(partial(hq_store.record_decisions, decided=batch))
-            except sqlite3.Error as exc:
+                recorded = await self.store.write(record)
+            except HqStoreError as exc:
                 self.counters["storage_errors"] += 1
                 log.error("could not record %d outcomes; deciding again: %s", len(batch), exc)
                 for item in batch:
                     self._retry(item.return_id, 1)
                 continue
-            for ack in acks:
+            self.counters["refunds_decided_elsewhere"] += len(recorded.lost)
+            for ack in recorded.acks:
                 self.counters[f"refunds_{ack.body['status']}"] += 1
                 self._ack(ack)
 
     def _retry(self, return_id: str, attempts: int) -> None:
         backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
         backoff.failures = max(0, attempts - 1)
-        delay = backoff.next_delay()
+        self._retry_in(return_id, backoff.next_delay())
+
+    def _retry_in(self, return_id: str, delay: float) -> None:
         old = self._retries.pop(return_id, None)
         if old is not None:
             old.cancel()
 
         def again() -> None:
             self._retries.pop(return_id, None)
-            self._settle.put_nowait(return_id)
+            self._queue_settle(return_id)
 
         self._retries[return_id] = asyncio.get_running_loop().call_later(delay, again)
+
+    async def _orphan_loop(self) -> None:
+        """Settle refunds no instance is settling: taken in by an instance that stopped
+        before it could (its lease ran out, or it never claimed them)."""
+        lease = self.settings.claim_lease_s
+        while True:
+            await asyncio.sleep(lease)
+            received_before = iso(utcnow() - timedelta(seconds=lease))
+            query = partial(
+                settlement.orphaned_refunds,
+                now_ms=settlement.now_ms(),
+                received_before=received_before,
+            )
+            try:
+                orphans = await self.store.read(query)
+            except HqStoreError as exc:
+                log.error("could not look for unsettled refunds: %s", exc)
+                continue
+            for return_id in orphans:
+                self._queue_settle(return_id)
 
     # ---- look-ups --------------------------------------------------------------------
 
@@ -319,7 +416,7 @@ class HqService:
             except Malformed as exc:
                 self.counters["malformed_messages"] += 1
                 log.warning("ignored a malformed look-up on %s: %s", msg.topic, exc)
-            except sqlite3.Error as exc:
+            except HqStoreError as exc:
                 self.counters["storage_errors"] += 1
                 log.error("look-up failed: %s", exc)
 
@@ -331,7 +428,7 @@ class HqService:
         base = GatewayTopics(self._prefix, addr.store_id, addr.gateway_id).base
         if not reply_to.startswith(base + "/"):
             raise Malformed(f"reply topic {reply_to!r} is not the asking gateway's")
-        sale = await self.store.run(partial(hq_store.find_order, code=request.code))
+        sale = await self.store.read(partial(hq_store.find_order, code=request.code))
         self.counters["lookups_found" if sale else "lookups_not_found"] += 1
         body = {"request_id": request.request_id, "found": sale is not None, "sale": sale}
         try:
@@ -369,8 +466,8 @@ class HqService:
                     )
             views = [v for k in changed if (v := self.fleet.get(*k)) is not None]
             try:
-                await self.store.run(partial(save_fleet, views=views, alerts=alerts))
-            except sqlite3.Error as exc:
+                await self.store.write(partial(save_fleet, views=views, alerts=alerts))
+            except HqStoreError as exc:
                 self.counters["storage_errors"] += 1
                 log.error("could not save the fleet view: %s", exc)
 
@@ -378,8 +475,8 @@ class HqService:
         while True:
             await asyncio.sleep(GAP_CHECK_S)
             try:
-                streams = await self.store.run(hq_store.streams)
-            except sqlite3.Error as exc:
+                streams = await self.store.read(hq_store.stream_report)
+            except HqStoreError as exc:
                 log.error("could not read streams: %s", exc)
                 continue
             for s in streams:

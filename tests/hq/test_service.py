@@ -7,10 +7,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from functools import partial
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from edge.contract.payloads import dumps
+from edge.hq import store as hq_store
 from edge.hq.processor import (
     Decision,
     ProcessorUnavailable,
@@ -19,9 +23,9 @@ from edge.hq.processor import (
     SimulatedProcessor,
     SimulatedSettings,
 )
-from edge.hq.schema import open_store
 from edge.hq.service import HqService, HqServiceSettings
 from edge.hq.store import HqStore
+from edge.hq.tables import events
 from tests.hq.test_store import envelope
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import PREFIX, Observer, fast_broker
@@ -45,21 +49,21 @@ class FlakyProcessor:
 
 @asynccontextmanager
 async def hq_instances(
-    tmp_path: Path, port: int, count: int, processor: Any = None
+    db_url: str, port: int, count: int, processor: Any = None
 ) -> AsyncIterator[list[HqService]]:
     async with AsyncExitStack() as stack:
         services = []
         for n in range(count):
             settings = HqServiceSettings(
                 broker=fast_broker(port),
-                db_path=tmp_path / "hq.sqlite3",
+                db_url=db_url,
                 instance=f"hq-{n}",
                 retry_initial_s=0.05,
                 retry_max_s=0.1,
             )
             service = HqService(
                 settings,
-                HqStore(settings.db_path),
+                HqStore(settings.store_url()),
                 processor or SimulatedProcessor(SimulatedSettings()),
                 SimulatedErp(),
             )
@@ -74,11 +78,11 @@ async def hq_instances(
 
 
 async def test_instances_share_the_load_and_hold_each_event_once(
-    tmp_path, broker: Mosquitto
+    db_url: str, broker: Mosquitto
 ) -> None:
     async with (
         Observer(broker.port, [f"{GW}/acks"]) as gw,
-        hq_instances(tmp_path, broker.port, 2) as (one, two),
+        hq_instances(db_url, broker.port, 2) as (one, two),
     ):
         envs = [envelope(n) for n in range(1, 301)]
         for env in envs + envs:  # every event twice, as after a reconnect
@@ -92,17 +96,23 @@ async def test_instances_share_the_load_and_hold_each_event_once(
             s.counters["events_new"] + s.counters["events_duplicate"] for s in (one, two)
         )
         assert new_and_dup == 600
-    conn = open_store(tmp_path / "hq.sqlite3")
-    row = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
-    assert tuple(row) == (300, 300)
-    assert conn.execute("SELECT contiguous_through FROM streams").fetchone()[0] == 300
+    async with HqStore(db_url) as hq:
+
+        async def held(conn: AsyncConnection) -> tuple[int, int]:
+            query = select(func.count(), func.count(events.c.event_id.distinct()))
+            total, distinct = (await conn.execute(query)).one()
+            return int(total), int(distinct)
+
+        assert await hq.read(held) == (300, 300)
+        (stream,) = await hq.read(hq_store.stream_report)
+        assert stream["contiguous_through"] == 300
 
 
-async def test_an_unavailable_processor_is_retried(tmp_path, broker: Mosquitto) -> None:
+async def test_an_unavailable_processor_is_retried(db_url: str, broker: Mosquitto) -> None:
     processor = FlakyProcessor(failures=2)
     async with (
         Observer(broker.port, [f"{GW}/acks"]) as gw,
-        hq_instances(tmp_path, broker.port, 1, processor),
+        hq_instances(db_url, broker.port, 1, processor),
     ):
         refund = envelope(1, "refund.requested", return_id="R-0042-1", currency="USD", total="9")
         gw.client.publish(f"{GW}/events", json.dumps(refund).encode(), qos=1)
@@ -114,10 +124,10 @@ async def test_an_unavailable_processor_is_retried(tmp_path, broker: Mosquitto) 
         assert processor.calls == 3
 
 
-async def test_declines_by_rule(tmp_path, broker: Mosquitto) -> None:
+async def test_declines_by_rule(db_url: str, broker: Mosquitto) -> None:
     async with (
         Observer(broker.port, [f"{GW}/acks"]) as gw,
-        hq_instances(tmp_path, broker.port, 1),
+        hq_instances(db_url, broker.port, 1),
     ):
         big = {"return_id": "R-0042-BIG", "currency": "USD", "total": "900.00"}
         big["tenders"] = [{"type": "card", "amount": "900.00", "payment_token": "tok_1"}]  # type: ignore[assignment]
@@ -129,15 +139,12 @@ async def test_declines_by_rule(tmp_path, broker: Mosquitto) -> None:
         assert "manual review" in outcome["reason"]
 
 
-async def test_look_ups_are_answered_from_the_order_store(tmp_path, broker: Mosquitto) -> None:
-    conn = open_store(tmp_path / "hq.sqlite3")
-    conn.execute(
-        "INSERT INTO orders VALUES ('WEB-7', ?, '2026-11-22T00:00:00Z')",
-        (json.dumps({"sale_id": "WEB-7", "channel": "online"}),),
-    )
+async def test_look_ups_are_answered_from_the_order_store(db_url: str, broker: Mosquitto) -> None:
+    async with HqStore(db_url) as hq_db:
+        await hq_db.write(partial(hq_store.load_orders, sales=[{"sale_id": "WEB-7"}]))
     async with (
         Observer(broker.port, [f"{GW}/lookup-reply"]) as gw,
-        hq_instances(tmp_path, broker.port, 1) as (hq,),
+        hq_instances(db_url, broker.port, 1) as (hq,),
     ):
         for n, code in enumerate(["WEB-7", "WEB-8"]):
             body = {"request_id": f"q{n}", "code": code, "reply_to": f"{GW}/lookup-reply"}

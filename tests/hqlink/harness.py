@@ -199,7 +199,7 @@ class HqService:
         self.log = workdir / f"{instance}.log"
         self.cmd = [
             sys.executable, "-m", "edge", "hq", "--db", str(self.db),
-            "--broker-port", str(broker_port), "--instance", instance, *args,
+            "--broker-port", str(broker_port), "--instance", instance, "--http", "off", *args,
         ]  # fmt: skip
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
         self.env.update(
