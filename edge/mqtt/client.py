@@ -3,7 +3,14 @@
 `run()` is the reconnect supervisor (its owner runs it as a task); the client itself is an
 async context manager, so the composition root closes it after the LAN listener stopped,
 with last words (e.g. the retained `offline` state) confirmed by the broker before the
-DISCONNECT. MQTT 5 is tried first; a broker that refuses it gets MQTT 3.1.1.
+DISCONNECT.
+
+On `protocol = "auto"` MQTT 5 is tried first. A broker that refuses it with a CONNACK code
+(mosquitto with a 3.1.1-only listener, NATS) gets MQTT 3.1.1 from then on. A broker that
+drops an MQTT 5 CONNECT without an answer (RabbitMQ 3.x closes the socket) or never
+answers it is asked again at once with 3.1.1; that answer decides: 3.1.1 sticks when it
+is accepted, and MQTT 5 is tried again next time when it is not (the broker was simply
+unwell, not old).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -25,15 +32,24 @@ from paho.mqtt.properties import Properties
 
 from edge.backoff import Backoff
 from edge.errors import MqttLinkError
-from edge.mqtt.session import Message, MessageHandler, Session
+from edge.mqtt.session import ClosedBeforeConnack, Message, MessageHandler, Session
 from edge.mqtt.settings import BrokerSettings, TlsSettings
 
 log = logging.getLogger(__name__)
 
 UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes of 3.1.1 and 5 for "unsupported version"
+SHARED_NOT_SUPPORTED = 0x9E  # SUBACK reason code of MQTT 5
 CLOSE_GRACE_S = 2.0
 
-__all__ = ["Message", "MqttClient", "Outgoing", "Will", "tls_context"]
+__all__ = [
+    "Capabilities",
+    "Message",
+    "MqttClient",
+    "Outgoing",
+    "Subscriptions",
+    "Will",
+    "tls_context",
+]
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,25 @@ class Outgoing:
     retain: bool = False
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What the broker offers on the current connection: owners whose subscriptions depend
+    on it (shared subscriptions) choose them from this at every connect."""
+
+    protocol: str
+    shared_subscriptions: bool
+
+
+Subscriptions = Sequence[tuple[str, int]] | Callable[[Capabilities], Sequence[tuple[str, int]]]
+
+
 class _Unsupported(MqttLinkError):
-    """The broker does not speak the protocol version offered."""
+    """The broker does not speak the protocol version offered: `certain` when it said so
+    in a CONNACK, not when it only dropped or ignored the CONNECT."""
+
+    def __init__(self, message: str, *, certain: bool) -> None:
+        super().__init__(message)
+        self.certain = certain
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
@@ -75,7 +108,7 @@ class MqttClient:
         *,
         name: str,
         on_message: MessageHandler,
-        subscriptions: Sequence[tuple[str, int]] = (),
+        subscriptions: Subscriptions = (),
         prepare: Callable[[], Awaitable[Will | None]] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         on_disconnect: Callable[[str], None] | None = None,
@@ -85,7 +118,7 @@ class MqttClient:
         self._client_id = client_id
         self._name = name
         self._on_message = on_message
-        self._subscriptions = list(subscriptions)
+        self._subscriptions = subscriptions
         self._prepare = prepare
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
@@ -96,6 +129,7 @@ class MqttClient:
         self._disconnected = asyncio.Event()
         self._disconnected.set()
         self._closing = False
+        self.capabilities = Capabilities(self._protocol, shared_subscriptions=False)
         self.generation = 0
         self.state = "connecting"
         self.last_error = ""
@@ -223,12 +257,19 @@ class MqttClient:
         will = await self._prepare() if self._prepare is not None else None
         try:
             session = await self._connect(self._protocol, will)
-        except _Unsupported:
+        except _Unsupported as refused:
             if self._broker.protocol != "auto" or self._protocol == "3.1.1":
                 raise
-            log.warning("%s: the broker refused MQTT 5; using MQTT 3.1.1", self._name)
+            if refused.certain:
+                self._protocol = "3.1.1"
+            try:
+                session = await self._connect("3.1.1", will)
+            except MqttLinkError:
+                if not refused.certain:
+                    log.info("%s: neither MQTT 5 nor 3.1.1 connected: %s", self._name, refused)
+                raise
+            log.warning("%s: the broker refused MQTT 5 (%s); using MQTT 3.1.1", self._name, refused)
             self._protocol = "3.1.1"
-            session = await self._connect(self._protocol, will)
         self._session = session
         self.generation += 1
         self.state = "connected"
@@ -293,30 +334,52 @@ class MqttClient:
             session.close()
             raise MqttLinkError(f"cannot reach {broker.host}:{broker.port}: {exc}") from None
         try:
+            try:
+                async with asyncio.timeout(broker.connect_timeout_s):
+                    connack = await asyncio.shield(session.connack)
+            except TimeoutError:
+                if protocol == "5":
+                    raise _Unsupported("no CONNACK to MQTT 5 in time", certain=False) from None
+                raise MqttLinkError("no CONNACK from the broker in time") from None
+            except ClosedBeforeConnack as exc:
+                if protocol == "5":
+                    raise _Unsupported(str(exc), certain=False) from None
+                raise
+            if connack.code in UNSUPPORTED_PROTOCOL:
+                raise _Unsupported(
+                    f"broker refused MQTT {protocol}: {connack.reason}", certain=True
+                )
+            if connack.code >= 128:
+                raise MqttLinkError(f"broker refused the connection: {connack.reason}")
+            self.capabilities = Capabilities(protocol, connack.shared_subscriptions)
             async with asyncio.timeout(broker.connect_timeout_s):
-                code, reason = await asyncio.shield(session.connack)
-            if code in UNSUPPORTED_PROTOCOL:
-                raise _Unsupported(f"broker refused MQTT {protocol}: {reason}")
-            if code >= 128:
-                raise MqttLinkError(f"broker refused the connection: {reason}")
-            await self._subscribe(session)
+                await self._subscribe(session)
         except TimeoutError:
             session.close()
-            raise MqttLinkError("no CONNACK/SUBACK from the broker in time") from None
-        except MqttLinkError as exc:
-            session.close()
-            if protocol == "5" and "before CONNACK" in str(exc):
-                raise _Unsupported(str(exc)) from None
-            raise
+            raise MqttLinkError("no SUBACK from the broker in time") from None
         except BaseException:
             session.close()
             raise
         return session
 
     async def _subscribe(self, session: Session) -> None:
-        if not self._subscriptions:
+        """Subscribe to what the owner wants given the broker's capabilities. A broker that
+        offered shared subscriptions but refuses one (reason 0x9E) is taken at its word:
+        the owner chooses again without them, and the difference is subscribed."""
+        wanted = self._subscriptions
+        topics = list(wanted(self.capabilities) if callable(wanted) else wanted)
+        if not topics:
             return
-        granted = await session.subscribe(self._subscriptions)
-        for (topic, _qos), code in zip(self._subscriptions, granted, strict=False):
-            if code >= 128:
+        granted = await session.subscribe(topics)
+        codes = dict(zip((t for t, _q in topics), granted, strict=False))
+        instead: list[tuple[str, int]] = []
+        if callable(wanted) and SHARED_NOT_SUPPORTED in codes.values():
+            self.capabilities = replace(self.capabilities, shared_subscriptions=False)
+            instead = [s for s in wanted(self.capabilities) if s[0] not in codes]
+            if instead:
+                log.warning("%s: the broker refused shared subscriptions", self._name)
+                again = await session.subscribe(instead)
+                codes.update(zip((t for t, _q in instead), again, strict=False))
+        for topic, code in codes.items():
+            if code >= 128 and not (code == SHARED_NOT_SUPPORTED and instead):
                 log.error("%s: broker refused subscription %s (%s)", self._name, topic, code)

@@ -46,6 +46,21 @@ class Message:
 MessageHandler = Callable[[Message], None]
 
 
+class ClosedBeforeConnack(MqttLinkError):
+    """The connection ended before the broker answered CONNECT: some brokers (RabbitMQ 3.x)
+    answer an MQTT version they do not speak this way instead of with a CONNACK code."""
+
+
+@dataclass(frozen=True)
+class Connack:
+    """The broker's answer to CONNECT: the code and what the broker offers (MQTT 5 only;
+    a 3.1.1 CONNACK offers nothing beyond the protocol)."""
+
+    code: int
+    reason: str
+    shared_subscriptions: bool = False
+
+
 class Session:
     """Owns one paho client, its socket registration and its keepalive task."""
 
@@ -61,7 +76,7 @@ class Session:
         self.client = client
         self._on_message = on_message
         self._name = name
-        self.connack: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self.connack: asyncio.Future[Connack] = loop.create_future()
         self.closed: asyncio.Future[str] = loop.create_future()
         self._confirms: dict[int, asyncio.Future[None]] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
@@ -174,19 +189,29 @@ class Session:
         if self.client.want_write():
             self._want_write()
 
-    def _detach(self) -> None:
-        if self._fd is not None:
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
+    def _watch(self, op: Callable[..., object], *args: Any) -> None:
+        """One add/remove of the socket's watchers. The socket may already be closed under
+        us (the broker dropped it during shutdown): uvloop then raises RuntimeError and the
+        stdlib loop OSError or ValueError; either way the session is over, not the caller."""
+        try:
+            op(*args)
+        except (OSError, RuntimeError, ValueError) as exc:
             self._fd = None
+            self._finish(f"socket gone ({type(exc).__name__})")
+
+    def _detach(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self._watch(self._loop.remove_reader, fd)
+            self._watch(self._loop.remove_writer, fd)
 
     def _want_write(self) -> None:
         if self._fd is not None:
-            self._loop.add_writer(self._fd, self._writable)
+            self._watch(self._loop.add_writer, self._fd, self._writable)
 
     def _no_write(self) -> None:
         if self._fd is not None:
-            self._loop.remove_writer(self._fd)
+            self._watch(self._loop.remove_writer, self._fd)
 
     def _readable(self) -> None:
         rc = self.client.loop_read()
@@ -216,8 +241,13 @@ class Session:
                 self._finish("keepalive timed out")
 
     def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not self.connack.done():
-            self.connack.set_result((int(reason.value), str(reason)))
+        if self.connack.done():
+            return
+        # MQTT 5: Shared Subscription Available is 1 when absent (section 3.2.2.3.15)
+        shared = client.protocol == paho.MQTTv5 and (
+            getattr(props, "SharedSubscriptionAvailable", 1) != 0 if props else True
+        )
+        self.connack.set_result(Connack(int(reason.value), str(reason), shared))
 
     def _disconnected(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
@@ -226,7 +256,7 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         if not self.connack.done():
-            self.connack.set_exception(MqttLinkError(f"closed before CONNACK: {reason}"))
+            self.connack.set_exception(ClosedBeforeConnack(f"closed before CONNACK: {reason}"))
             self.connack.exception()  # retrieved: a caller may no longer wait on it
         if not self.closed.done():
             self.closed.set_result(reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.hqlink.broker import Mosquitto
+from tests.brokers import Broker
 
 from .peers import ContractHq, Gateway, contract_sale, slug
 
@@ -18,7 +18,7 @@ def event_ids(hq: ContractHq, kind: str) -> list[str]:
 
 
 async def test_events_arrive_in_seq_order_and_are_resent_until_acked(
-    gateway: Gateway, broker: Mosquitto
+    gateway: Gateway, broker: Broker
 ) -> None:
     register = gateway.add_client("lane-3-app")
     with ContractHq(broker.port) as hq:
@@ -53,7 +53,7 @@ async def test_events_arrive_in_seq_order_and_are_resent_until_acked(
 
 
 async def test_offline_flag_and_limits_while_the_broker_is_down(
-    gateway: Gateway, broker: Mosquitto
+    gateway: Gateway, broker: Broker
 ) -> None:
     register = gateway.add_client("lane-3-app")
     gateway.cli("managers", "add", "m-17", "--name", "Dana", "--pin-stdin", stdin=MANAGER_PIN)
@@ -106,7 +106,7 @@ async def test_offline_flag_and_limits_while_the_broker_is_down(
             await register.wait_until("/readyz", lambda r: r["outbox"]["pending"] == 0)
 
 
-async def test_order_look_up_is_answered_by_that_hq(gateway: Gateway, broker: Mosquitto) -> None:
+async def test_order_look_up_is_answered_by_that_hq(gateway: Gateway, broker: Broker) -> None:
     order = contract_sale("WEB-1001", channel="online")
     register = gateway.add_client("lane-3-app")
     with ContractHq(broker.port, orders={"WEB-1001": order}) as hq:

@@ -17,8 +17,8 @@ from typing import Any
 import ndef
 import pytest
 
+from tests.brokers import Broker
 from tests.devices.nfc_emulator import EmulatedType3Tag, free_udp_port
-from tests.hqlink.broker import Mosquitto
 
 from .peers import ContractHq, Gateway, contract_sale, next_message, slug
 
@@ -73,7 +73,7 @@ async def take_grant(
 
 
 async def test_badge_grant_redeemed_without_register_id_once(
-    gateway: Gateway, broker: Mosquitto, radio: Any
+    gateway: Gateway, broker: Broker, radio: Any
 ) -> None:
     with_reader(gateway, radio.port)
     register = gateway.add_client("lane-3-app", lane="lane-3")
@@ -93,7 +93,7 @@ async def test_badge_grant_redeemed_without_register_id_once(
 
 
 async def test_lane_bound_client_is_refused_another_lanes_events_and_grant(
-    gateway: Gateway, broker: Mosquitto, radio: Any
+    gateway: Gateway, broker: Broker, radio: Any
 ) -> None:
     with_reader(gateway, radio.port)
     lane3 = gateway.add_client("lane-3-app", lane="lane-3")
@@ -117,7 +117,7 @@ async def test_lane_bound_client_is_refused_another_lanes_events_and_grant(
 
 
 async def test_scan_made_while_no_register_listens_reaches_the_next_one(
-    gateway: Gateway, broker: Mosquitto, radio: Any
+    gateway: Gateway, broker: Broker, radio: Any
 ) -> None:
     with_reader(gateway, radio.port)
     register = gateway.add_client("lane-3-app", lane="lane-3")
@@ -146,7 +146,7 @@ async def test_scan_made_while_no_register_listens_reaches_the_next_one(
 
 
 async def test_one_reader_serves_badges_and_customer_tags(
-    gateway: Gateway, broker: Mosquitto, radio: Any, tmp_path: Path
+    gateway: Gateway, broker: Broker, radio: Any, tmp_path: Path
 ) -> None:
     with_reader(gateway, radio.port)
     register = gateway.add_client("lane-3-app", lane="lane-3")
