@@ -1,7 +1,11 @@
 """The outbox relay: pending events to HQ in seq order, done only when HQ acks them.
 
 A bounded window of events is in flight at a time. An event leaves the window on HQ's ack,
-or is sent again with the same event_id once `ack_timeout_s` passed. Behind a backlog the
+or is sent again with the same event_id once `ack_timeout_s` passed and either HQ has
+acked nothing for that long or HQ has acked events sent after it, and did so at least that
+long ago: an event HQ has not reached yet is queued, not lost, and after a regional outage
+every gateway sending its whole window again each `ack_timeout_s` would bury a busy HQ in
+copies (seen in `bench/bench_hq_recovery.py`). Behind a backlog the
 window is refilled a quarter at a time (one outbox read for many events, not one per ack);
 at the end of the outbox a new event goes out at once. Every stored envelope is checked
 against the contract's schema, in one compiled pass over its bytes, before it is sent. Acks
@@ -42,6 +46,7 @@ ACK_BACKLOG_MAX = 20_000
 SENT_FLUSH_S = 1.0
 STORAGE_RETRY_S = 1.0
 PRUNE_BATCH = 5_000
+MARK_EVERY_S = 0.5  # how often the relay notes how far HQ's acks have reached
 REFILL_FRACTION = 4  # behind a backlog, read the outbox once a quarter of the window is free
 RELEASE_AFTER = 10_000  # events sent in one burst, after which freed heap goes back to the OS
 
@@ -52,6 +57,7 @@ class _Flight:
     payload: bytes
     first_sent: float
     sent_at: float
+    order: int  # sends so far when this one went out: later sends have higher numbers
 
 
 class Relay:
@@ -87,6 +93,13 @@ class Relay:
         self._ack_wake = asyncio.Event()
         self._skipped: set[int] = set()
         self.last_ack_at: float | None = None
+        self._sends = 0  # every publish and re-publish, numbered
+        self._acked_order = 0  # the highest send number HQ has acked
+        self._last_ack_mono: float | None = None
+        # (when, acked send number by then), one per MARK_EVERY_S, as far back as a timeout
+        self._marks: deque[tuple[float, int]] = deque(
+            maxlen=int(settings.ack_timeout_s / MARK_EVERY_S) + 4
+        )
         self.published = 0
         self._published_at_release = 0
         self.resent = 0
@@ -101,13 +114,37 @@ class Relay:
         if len(self._acks) >= ACK_BACKLOG_MAX:
             self._errors["ack_backlog_full"] += 1
             return  # still in the window, so it is sent again and HQ acks it again
-        if self._inflight.pop(ack.event_id, None) is not None and self._should_fill():
-            self._wake.set()
+        flight = self._inflight.pop(ack.event_id, None)
+        if flight is not None:
+            self._progress(flight.order)
+            if self._should_fill():
+                self._wake.set()
         self._acks.append(ack)
         self._ack_wake.set()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _progress(self, order: int) -> None:
+        now = time.monotonic()
+        self._last_ack_mono = now
+        self._acked_order = max(self._acked_order, order)
+        if not self._marks or now - self._marks[-1][0] >= MARK_EVERY_S:
+            self._marks.append((now, self._acked_order))  # by then, at least this far
+
+    def _overtaken_before(self, cutoff: float) -> int:
+        """The highest send number HQ had acked by `cutoff`: an event sent before that one
+        and still unacked was passed over, not merely queued."""
+        while len(self._marks) > 1 and self._marks[1][0] <= cutoff:
+            self._marks.popleft()
+        if self._marks and self._marks[0][0] <= cutoff:
+            return self._marks[0][1]
+        return 0
+
+    def _send(self, event_id: str, flight: _Flight) -> None:
+        self._client.publish(self._topic, flight.payload, qos=1)
+        self._sends += 1
+        flight.order = self._sends
 
     def rescan(self) -> None:
         """Forget the window; the next fill starts again at the first pending event."""
@@ -210,8 +247,9 @@ class Relay:
                 payload = self._checked(row)
                 if payload is None or row.event_id in self._inflight:
                     continue
-                self._client.publish(self._topic, payload, qos=1)
-                self._inflight[row.event_id] = _Flight(row.seq, payload, now, now)
+                flight = _Flight(row.seq, payload, now, now, 0)
+                self._send(row.event_id, flight)
+                self._inflight[row.event_id] = flight
                 self._first_sent.append(row.event_id)
                 self._note_sent(row.event_id, at)
                 self.published += 1
@@ -245,13 +283,17 @@ class Relay:
     def _resend_expired(self) -> None:
         now = time.monotonic()
         due = now - self._settings.ack_timeout_s
+        silent = self._last_ack_mono is None or self._last_ack_mono <= due
+        passed_over = self._overtaken_before(due)
         at = ""
         while self._inflight:
             event_id, flight = next(iter(self._inflight.items()))
             if flight.sent_at > due:
                 return
+            if not silent and flight.order >= passed_over:
+                return  # HQ is working through the window and has not reached it yet
             at = at or iso(utcnow())
-            self._client.publish(self._topic, flight.payload, qos=1)
+            self._send(event_id, flight)
             del self._inflight[event_id]
             flight.sent_at = now
             self._inflight[event_id] = flight  # to the back: the window stays in send order
@@ -265,6 +307,8 @@ class Relay:
         if self._inflight:
             first = next(iter(self._inflight.values()))
             timeout = max(0.0, first.sent_at + self._settings.ack_timeout_s - time.monotonic())
+            if timeout == 0.0:  # due, but HQ is still acking: look again in a while
+                timeout = min(1.0, self._settings.ack_timeout_s / 4)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
