@@ -21,6 +21,8 @@ from pathlib import Path
 
 from . import (
     bench_fleet,
+    bench_hq_fleet_scale,
+    bench_hq_recovery,
     bench_idle,
     bench_ledger_size,
     bench_refunds,
@@ -41,6 +43,8 @@ BENCHMARKS: dict[str, Callable[[bool, Path | None], list[Figure]]] = {
     "idle": bench_idle.figures,
     "scan_latency": lambda quick, _folder: bench_scan_latency.figures(quick),
     "fleet": lambda quick, _folder: bench_fleet.figures(quick),
+    "hq_recovery": bench_hq_recovery.figures,
+    "hq_fleet_scale": bench_hq_fleet_scale.figures,
 }
 
 

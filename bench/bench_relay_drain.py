@@ -74,7 +74,7 @@ def make_backlog(db: Path, events: int) -> None:
 
 async def start_hq(folder: Path, port: int) -> asyncio.subprocess.Process:
     cmd = [sys.executable, "-m", "edge", "hq", "--db", str(folder / "hq.sqlite3")]
-    cmd += ["--broker-port", str(port), "--instance", "bench-hq"]
+    cmd += ["--broker-port", str(port), "--instance", "bench-hq", "--http", "off"]
     with (folder / "hq.log").open("ab") as log:
         return await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=log, stderr=log)
 

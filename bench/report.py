@@ -54,7 +54,7 @@ class Figure:
 
 
 def _num(value: float, unit: str) -> str:
-    if unit in ("ms", "%"):
+    if unit in ("ms", "%", "KiB"):
         return f"{value:,.2f} {unit}"
     if unit == "MiB":
         return f"{value:,.1f} {unit}"
