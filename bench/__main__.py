@@ -25,6 +25,7 @@ from . import (
     bench_hq_recovery,
     bench_idle,
     bench_ledger_size,
+    bench_recon_match,
     bench_refunds,
     bench_relay_drain,
     bench_scan_latency,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[bool, Path | None], list[Figure]]] = {
     "fleet": lambda quick, _folder: bench_fleet.figures(quick),
     "hq_recovery": bench_hq_recovery.figures,
     "hq_fleet_scale": bench_hq_fleet_scale.figures,
+    "recon_match": bench_recon_match.figures,
 }
 
 
