@@ -57,6 +57,25 @@ def register(sub: Any) -> None:
         "--stats-interval", type=float, default=30.0, help="presence with counters, every N s"
     )
     hq.add_argument("--http", default="127.0.0.1:8090", help=HTTP_HELP)
+    hq.add_argument(
+        "--erp-profile",
+        choices=("shopify", "netsuite", "sap"),
+        default=None,
+        help="simulated ERP: book each settled refund as this system's document",
+    )
+    hq.add_argument(
+        "--recon-hour", type=int, default=2, help="daily reconciliation digests at HH:00 UTC"
+    )
+    hq.add_argument(
+        "--recon-interval",
+        type=float,
+        default=None,
+        help="send digests every N seconds instead of daily (demos, tests)",
+    )
+    hq.add_argument(
+        "--recon-period", type=float, default=24.0, help="hours each digest covers (default 24)"
+    )
+    hq.add_argument("--no-recon-schedule", action="store_true", help="send digests only when asked")
     hq.set_defaults(func=_hq_run)
     hq_sub = hq.add_subparsers(dest="hq_command", metavar="SUBCOMMAND")
     run = hq_sub.add_parser("run", help="run the service (the default)")
@@ -74,6 +93,7 @@ def register(sub: Any) -> None:
     status.add_argument("--json", action="store_true")
     status.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
     status.set_defaults(func=_hq_status)
+    _recon_commands(hq_sub)
 
     fleet = sub.add_parser("fleet", help="live table of every gateway on the broker")
     _broker_flags(fleet)
@@ -166,6 +186,11 @@ def _hq_run(args: argparse.Namespace) -> int:
         stats_interval_s=args.stats_interval,
         http_host=http[0] if http else "127.0.0.1",
         http_port=http[1] if http else 0,
+        erp_profile=args.erp_profile,
+        recon_schedule=not args.no_recon_schedule,
+        recon_hour_utc=args.recon_hour,
+        recon_interval_s=args.recon_interval,
+        recon_period_s=args.recon_period * 3600,
     )
     return _until_signal(lambda stop: run_hq(options, stop))
 
@@ -251,3 +276,236 @@ def _demo_register(args: argparse.Namespace) -> int:
         )
 
     return _until_signal(main)
+
+
+# ---- reconciliation ---------------------------------------------------------------------
+
+RECON_KINDS = (
+    "unconfirmed",
+    "missing-at-hq",
+    "unknown-to-store",
+    "amount-mismatch",
+    "currency-mismatch",
+    "missing-reference",
+    "status-mismatch",
+    "duplicate",
+    "api-sync-failure",
+    "field-mapping",
+    "rounding-drift",
+    "promo-mismatch",
+    "partial-sync",
+    "async-gap",
+    "register-bypass",
+    "verbal-approval",
+    "cross-team-handoff",
+    "store-credit-loop",
+)
+
+
+def _recon_commands(hq_sub: Any) -> None:
+    recon = hq_sub.add_parser("recon", help="reconciliation: digests, reports, injections")
+    sub = recon.add_subparsers(dest="recon_command", required=True, metavar="ACTION")
+
+    digest = sub.add_parser("digest", help="build a store's digest now and publish it")
+    digest.add_argument("--store", required=True)
+    digest.add_argument("--gateway", default=None, help="default: every gateway of the store")
+    digest.add_argument("--from", dest="from_", default=None, help="RFC 3339 (default: to - 24 h)")
+    digest.add_argument("--to", default=None, help="RFC 3339, exclusive (default: now)")
+    digest.add_argument(
+        "--dry-run", action="store_true", help="print the digests as JSON, publish nothing"
+    )
+    digest.add_argument("--timeout", type=float, default=10.0, help="seconds for the broker")
+    digest.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    for flag in ("--broker-host", "--prefix"):
+        digest.add_argument(flag, default=argparse.SUPPRESS)
+    digest.add_argument("--broker-port", type=int, default=argparse.SUPPRESS)
+    digest.set_defaults(func=_recon_digest)
+
+    report = sub.add_parser("report", help="open mismatches across the fleet")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    report.set_defaults(func=_recon_report)
+
+    inject = sub.add_parser(
+        "inject", help="make the simulated ERP or storefront hold a mismatch (demo, tests)"
+    )
+    inject.add_argument("what", choices=RECON_KINDS, metavar="KIND_OR_PATTERN")
+    inject.add_argument("--store", required=True)
+    inject.add_argument("--gateway", default=None)
+    inject.add_argument("--return-id", default=None, help="default: the newest settled refund")
+    inject.add_argument("--units", type=int, default=1, help="amount-mismatch: minor units")
+    inject.add_argument("--currency", default=None, help="currency-mismatch / new refunds")
+    inject.add_argument("--delay-h", type=float, default=4.0, help="async-gap: ERP batch delay")
+    inject.add_argument("--mapping", choices=("units", "tender"), default="units")
+    inject.add_argument("--amount", default="25.00", help="refunds the store never saw")
+    inject.add_argument("--sale-id", default=None, help="refunds the store never saw")
+    inject.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    inject.set_defaults(func=_recon_inject)
+
+    erp_map = sub.add_parser("erp-map", help="show a refund as an ERP profile maps it")
+    erp_map.add_argument("--profile", choices=("shopify", "netsuite", "sap"), required=True)
+    erp_map.add_argument("--return-id", required=True)
+    erp_map.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    erp_map.set_defaults(func=_recon_erp_map)
+
+
+def _recon_digest(args: argparse.Namespace) -> int:
+    from datetime import timedelta  # noqa: PLC0415
+
+    from edge.contract.payloads import encode  # noqa: PLC0415
+    from edge.contract.timefmt import parse_iso, utcnow  # noqa: PLC0415
+    from edge.contract.topics import GatewayTopics  # noqa: PLC0415
+    from edge.errors import MqttLinkError  # noqa: PLC0415
+    from edge.hq.recon import digest as recon_digest  # noqa: PLC0415
+    from edge.hq.recon.publish import publish_confirmed  # noqa: PLC0415
+
+    try:
+        to = parse_iso(args.to) if args.to else utcnow()
+        start = parse_iso(args.from_) if args.from_ else to - timedelta(hours=24)
+        period = recon_digest.Period(start, to)
+    except ValueError as exc:
+        print(f"--from/--to: {exc}", file=sys.stderr)
+        return 2
+    if start.tzinfo is None or to.tzinfo is None or to <= start:
+        print("--from/--to: give RFC 3339 times with an offset, --to after --from", file=sys.stderr)
+        return 2
+    broker, prefix = broker_from(args)
+
+    async def build() -> list[tuple[str, str, Any]]:
+        async with _open_store(args) as store:
+            gws = (
+                [args.gateway]
+                if args.gateway
+                else await store.read(partial(recon_digest.gateways_of_store, store_id=args.store))
+            )
+            out = []
+            for gw in gws:
+                now = utcnow()
+                for d in await store.read(
+                    partial(
+                        recon_digest.build_digests,
+                        store_id=args.store,
+                        gateway_id=gw,
+                        period=period,
+                        now=now,
+                    )
+                ):
+                    out.append((args.store, gw, d))
+            return out
+
+    async def record(built: list[tuple[str, str, Any]]) -> None:
+        async with _open_store(args) as store:
+            for store_id, gw, d in built:
+                await store.write(
+                    partial(
+                        recon_digest.record_digest,
+                        digest=d,
+                        store_id=store_id,
+                        gateway_id=gw,
+                        trigger="operator",
+                        instance=None,
+                    )
+                )
+
+    built = asyncio.run(build())
+    if not built:
+        print(
+            f"HQ knows no gateway of store {args.store}; name one with --gateway", file=sys.stderr
+        )
+        return 1
+    if args.dry_run:
+        for _s, _g, d in built:
+            print(encode(d).decode())
+        return 0
+    messages = [(GatewayTopics(prefix, s_id, gw).recon_digest, encode(d)) for s_id, gw, d in built]
+    try:
+        asyncio.run(publish_confirmed(broker, messages, timeout_s=args.timeout))
+    except MqttLinkError as exc:
+        print(f"digest not confirmed by the broker: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(record(built))
+    for (s_id, gw, d), (topic, _) in zip(built, messages, strict=True):
+        print(f"{d.digest_id}: {len(d.refunds)} refunds for {s_id}/{gw} on {topic}")
+    return 0
+
+
+def _recon_report(args: argparse.Namespace) -> int:
+    from edge.hq.recon.reports import recon_view, view_csv, view_table  # noqa: PLC0415
+
+    async def read() -> dict[str, Any]:
+        async with _open_store(args) as store:
+            return await store.read(recon_view)
+
+    view = asyncio.run(read())
+    if args.format == "json":
+        print(json.dumps(view))
+    elif args.format == "csv":
+        sys.stdout.write(view_csv(view))
+    else:
+        sys.stdout.write(view_table(view))
+    return 0
+
+
+def _recon_inject(args: argparse.Namespace) -> int:
+    from decimal import Decimal, InvalidOperation  # noqa: PLC0415
+
+    from edge.contract.timefmt import utcnow  # noqa: PLC0415
+    from edge.hq.recon.inject import InjectError, InjectOptions, inject  # noqa: PLC0415
+
+    try:
+        amount = Decimal(args.amount)
+    except InvalidOperation:
+        print(f"--amount: not a decimal: {args.amount}", file=sys.stderr)
+        return 2
+    options = InjectOptions(
+        units=args.units,
+        currency=args.currency,
+        delay_h=args.delay_h,
+        mapping=args.mapping,
+        amount=amount,
+        sale_id=args.sale_id,
+    )
+
+    async def run() -> dict[str, Any]:
+        async with _open_store(args) as store:
+            planted = await store.write(
+                partial(
+                    inject,
+                    what=args.what,
+                    store_id=args.store,
+                    gateway_id=args.gateway,
+                    return_id=args.return_id,
+                    options=options,
+                    now=utcnow(),
+                )
+            )
+            return planted.as_dict()
+
+    try:
+        print(json.dumps(asyncio.run(run()), indent=2))
+    except InjectError as exc:
+        print(f"cannot inject {args.what}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _recon_erp_map(args: argparse.Namespace) -> int:
+    from edge.hq import settlement  # noqa: PLC0415
+    from edge.hq.processor import RefundRequest  # noqa: PLC0415
+    from edge.hq.recon.erp_profiles import MissingReference, profile  # noqa: PLC0415
+
+    async def read() -> Any:
+        async with _open_store(args) as store:
+            return await store.read(partial(settlement.refund_request, return_id=args.return_id))
+
+    row = asyncio.run(read())
+    if row is None:
+        print(f"HQ holds no refund {args.return_id}", file=sys.stderr)
+        return 1
+    try:
+        document = profile(args.profile).document(RefundRequest.from_row(row), row["processor_ref"])
+    except MissingReference as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(document, indent=2))
+    return 0

@@ -354,7 +354,8 @@ def render_fleet(
     body = (
         f'<header><h1>Fleet</h1><p class="muted">HQ instance {_e(instance)} \u00b7 '
         f'<time id="updated" datetime="{_e(data["now"])}">as of {_e(data["now"])}</time> '
-        f'\u00b7 refreshes every {refresh_s:g} s <span id="fetch-status"></span></p></header>'
+        f'\u00b7 refreshes every {refresh_s:g} s <span id="fetch-status"></span>'
+        ' \u00b7 <a href="recon">Reconciliation</a></p></header>'
         f'<main><ul class="summary">{tiles}</ul>'
         f'<nav class="filters">Show: {filters}</nav>'
         f'<p class="muted" id="shown">{len(rows)} of {len(data["gateways"])} gateways shown</p>'
@@ -535,3 +536,72 @@ def render_missing(store_id: str, gateway_id: str, nonce: str) -> str:
         f" of store {_e(store_id)}.</p></main>"
     )
     return _page("Not known \u00b7 HQ", body, nonce, "", 0)
+
+
+# ---- reconciliation ----------------------------------------------------------------------
+
+
+NONE_ROW = '<tr><td colspan="3" class="muted">none</td></tr>'
+
+
+def _risk(amounts: Mapping[str, str]) -> str:
+    return ", ".join(f"{a} {c}" for c, a in sorted(amounts.items())) or "\u2014"
+
+
+def _group_table(title: str, table_id: str, groups: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr><td>{_e(name)}</td><td class="num">{_e(g["count"])}</td>'
+        f'<td class="num">{_e(_risk(g["amount_at_risk"]))}</td></tr>'
+        for name, g in sorted(groups.items())
+    )
+    return (
+        f'<section><h2>{_e(title)}</h2><table id="{table_id}"><thead><tr><th>{_e(title)}</th>'
+        '<th class="num">Open</th><th class="num">Amount at risk</th></tr></thead>'
+        f"<tbody>{rows or NONE_ROW}</tbody>"
+        "</table></section>"
+    )
+
+
+def render_recon(view: Mapping[str, Any], *, nonce: str, instance: str) -> str:
+    """The fleet-wide reconciliation page; `view` is what `/api/recon` returns. Server
+    rendered, no script: reload to refresh."""
+    detail = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(r[k])}</td>'
+            if k in ("count", "amount_at_risk")
+            else f"<td>{_e(r[k] if r[k] is not None else chr(0x2014))}</td>"
+            for k in ("store_id", "kind", "class", "pattern", "currency", "count", "amount_at_risk")
+        )
+        + "</tr>"
+        for r in view["rows"]
+    )
+    reports = "".join(
+        f"<tr><td>{_e(r['store_id'])}</td><td>{_e(r['gateway_id'])}</td>"
+        f"<td>{_e(r['report_id'])}</td><td>{_e(r['digest_id'] or 'checkpoint')}</td>"
+        f"<td>{_e(r['period_from'])} \u2013 {_e(r['period_to'])}</td>"
+        f'<td class="num">{_e(r["matched"])} / {_e(r["checked"])}</td>'
+        f"<td>{_time(r['generated_at'], r['generated_at'])}</td></tr>"
+        for r in view["reports"]
+    )
+    body = (
+        '<header><p><a href="./">\u2190 Fleet</a></p><h1>Reconciliation</h1>'
+        f'<p class="muted">HQ instance {_e(instance)} \u00b7 as of {_e(view["generated_at"])}'
+        ' \u00b7 <a href="api/recon">JSON</a></p></header>'
+        '<main><ul class="summary">'
+        f'<li>Open mismatches<b id="open">{_e(view["open_mismatches"])}</b></li>'
+        f'<li>Amount at risk<b id="at-risk">{_e(_risk(view["amount_at_risk"]))}</b></li></ul>'
+        + _group_table("Store", "by-store", view["by_store"])
+        + _group_table("Kind", "by-kind", view["by_kind"])
+        + _group_table("Class", "by-class", view["by_class"])
+        + _group_table("Pattern", "by-pattern", view["by_pattern"])
+        + "<section><h2>Open mismatches by store, kind, class and pattern</h2>"
+        '<table id="recon"><thead><tr><th>Store</th><th>Kind</th><th>Class</th><th>Pattern</th>'
+        '<th>Currency</th><th class="num">Open</th><th class="num">Amount at risk</th></tr>'
+        f"</thead><tbody>{detail}</tbody></table></section>"
+        "<section><h2>Latest report of each gateway</h2>"
+        '<table id="reports"><thead><tr><th>Store</th><th>Gateway</th><th>Report</th>'
+        '<th>Digest</th><th>Period</th><th class="num">Matched / checked</th>'
+        f"<th>Generated</th></tr></thead><tbody>{reports}</tbody></table></section></main>"
+    )
+    return _page("Reconciliation \u00b7 HQ", body, nonce, "", 0)

@@ -8,8 +8,9 @@ health message). Families carry no `_created` samples.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,6 +26,18 @@ _LABELLED = (
     ("refunds_", "edge_hq_refunds_decided", "Refund outcomes recorded, by status", "status"),
     ("lookups_", "edge_hq_lookups", "Order look-ups answered (or lost), by result", "result"),
     ("dropped_", "edge_hq_dropped_messages", "Messages dropped on a full queue, by leaf", "leaf"),
+    (
+        "recon_reports_",
+        "edge_hq_recon_reports",
+        "Reconciliation reports received, new or a copy already held",
+        "outcome",
+    ),
+    (
+        "recon_digests_",
+        "edge_hq_recon_digests",
+        "Reconciliation digests published (or lost with the broker link)",
+        "outcome",
+    ),
 )
 _PLAIN = {
     "malformed_messages": "Malformed events, look-ups and fleet messages (logged, dropped)",
@@ -39,6 +52,8 @@ _SEEDED = {
     "edge_hq_acks_sent": ("accepted", "settled", "declined", "rejected", "lost"),
     "edge_hq_refunds_decided": ("settled", "declined"),
     "edge_hq_lookups": ("found", "not_found", "lost"),
+    "edge_hq_recon_reports": ("new", "duplicate"),
+    "edge_hq_recon_digests": ("sent", "lost"),
 }
 
 
@@ -52,6 +67,8 @@ class HqStats:
     connected: Callable[[], bool] = lambda: False
     instance: str = ""
     clock: Callable[[], float] = time.time
+    # the fleet-wide reconciliation view, read from the HQ store (None: not served)
+    recon: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 class FleetCollector:

@@ -1,5 +1,6 @@
 """Composition of the reference HQ service for `edge-gateway hq`: store, simulated
-processor and ERP, the service, run until stopped."""
+processor and ERP (plain, or booking documents through a Shopify, NetSuite or SAP field
+mapping), the service, run until stopped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from edge.hq.processor import SimulatedErp, SimulatedProcessor, SimulatedSettings
+from edge.hq.processor import Erp, SimulatedErp, SimulatedProcessor, SimulatedSettings
+from edge.hq.recon.erp import ProfiledErp
+from edge.hq.recon.erp_profiles import ProfileName, profile
 from edge.hq.service import HqService, HqServiceSettings, default_instance
 from edge.hq.store import HqStore
 from edge.hq.web import FleetServer, stats_of
@@ -35,6 +38,11 @@ class HqRunOptions:
     http_port: int = 8090  # 0: no HTTP listener
     db_url: str | None = None  # sqlite+aiosqlite:///path or postgresql+psycopg://...
     claim_lease_s: float = 60.0
+    erp_profile: ProfileName | None = None  # the simulated ERP books mapped documents
+    recon_schedule: bool = True
+    recon_hour_utc: int = 2
+    recon_interval_s: float | None = None  # instead of daily, for demos and tests
+    recon_period_s: float = 86_400.0
 
 
 async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
@@ -56,9 +64,17 @@ async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
         simulated=simulated,
         stats_interval_s=options.stats_interval_s,
         claim_lease_s=options.claim_lease_s,
+        recon_schedule=options.recon_schedule,
+        recon_hour_utc=options.recon_hour_utc,
+        recon_interval_s=options.recon_interval_s,
+        recon_period_s=options.recon_period_s,
     )
     store_url = settings.store_url()
-    service = HqService(settings, HqStore(store_url), SimulatedProcessor(simulated), SimulatedErp())
+    store = HqStore(store_url)
+    erp: Erp = SimulatedErp()
+    if options.erp_profile is not None:
+        erp = ProfiledErp(store, profile(options.erp_profile))
+    service = HqService(settings, store, SimulatedProcessor(simulated), erp)
     async with service:
         log.info(
             "HQ service %s: broker %s:%s, prefix %s, store %s",

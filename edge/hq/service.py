@@ -7,7 +7,9 @@ every instance receives every event (see `shared_subscriptions`). Either way eac
 recorded once (by `event_id`) in the store they share, and acked only after that commit.
 Refunds then go to the processor and the ERP, from whichever instance holds the refund's
 lease in the store; the outcome is recorded once, and acked again (settled/declined) with
-the references by the instance that recorded it.
+the references by the instance that recorded it. Reconciliation (contract v1.1): digests go
+out on a schedule, each slot by one instance, and reports are stored once by `report_id`
+(`edge/hq/recon/`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -28,9 +30,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edge.backoff import Backoff
-from edge.contract.payloads import LookupMsg, Malformed, dumps, parse
+from edge.contract.payloads import LookupMsg, Malformed, dumps, encode, parse
+from edge.contract.recon import Digest, Report
 from edge.contract.timefmt import iso, utcnow
 from edge.contract.topics import (
     GatewayTopics,
@@ -52,6 +56,8 @@ from edge.hq.processor import (
     RefundRequest,
     SimulatedSettings,
 )
+from edge.hq.recon import digest as recon_digest
+from edge.hq.recon.reports import store_report
 from edge.hq.settlement import Decided
 from edge.hq.store import AckOut, HqStore, HqStoreError, Incoming
 from edge.mqtt.client import Capabilities, Message, MqttClient, Outgoing, Will
@@ -63,6 +69,7 @@ log = logging.getLogger(__name__)
 EVENTS_MAX = 50_000
 LOOKUPS_MAX = 1_000
 FLEET_MAX = 50_000
+REPORTS_MAX = 1_000
 GAP_CHECK_S = 30.0
 
 
@@ -97,6 +104,12 @@ class HqServiceSettings(BaseModel):
     claim_lease_s: float = Field(60.0, gt=0)  # longer than a processor and ERP call take
     stats_interval_s: float = Field(30.0, gt=0)
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)
+    # reconciliation digests: every day at `recon_hour_utc`:00 UTC (or every
+    # `recon_interval_s`, for demos and tests), each over the `recon_period_s` before
+    recon_schedule: bool = True
+    recon_hour_utc: int = Field(2, ge=0, le=23)
+    recon_interval_s: float | None = Field(None, gt=0)
+    recon_period_s: float = Field(86_400.0, gt=0)
 
     @model_validator(mode="after")
     def _one_store(self) -> HqServiceSettings:
@@ -133,6 +146,7 @@ class HqService:
         self._events: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=EVENTS_MAX)
         self._lookups: asyncio.Queue[Message] = asyncio.Queue(maxsize=LOOKUPS_MAX)
         self._fleet_msgs: asyncio.Queue[Message] = asyncio.Queue(maxsize=FLEET_MAX)
+        self._reports: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=REPORTS_MAX)
         self._settle: asyncio.Queue[str] = asyncio.Queue()
         self._decided: asyncio.Queue[Decided] = asyncio.Queue()
         self._retries: dict[str, asyncio.TimerHandle] = {}
@@ -154,7 +168,11 @@ class HqService:
         what the broker offers this connection."""
         mode, prefix = self.settings.shared_subscriptions, self._prefix
         share = mode == "on" or (mode == "auto" and broker.shared_subscriptions)
-        work = [fleet_filter(prefix, "events"), fleet_filter(prefix, "lookup")]
+        work = [
+            fleet_filter(prefix, "events"),
+            fleet_filter(prefix, "lookup"),
+            fleet_filter(prefix, "recon/report"),  # stored once by report_id either way
+        ]
         if share:
             work = [shared(self.settings.group, f) for f in work]
         elif mode == "auto":
@@ -193,7 +211,10 @@ class HqService:
             "hq-stats": self._stats_loop,
             "hq-decisions": self._decision_loop,
             "hq-orphans": self._orphan_loop,
+            "hq-recon-reports": self._report_loop,
         }
+        if self.settings.recon_schedule:
+            loops["hq-recon-digests"] = self._digest_loop
         loops.update(
             {f"hq-settle-{n}": self._settle_loop for n in range(self.settings.settle_workers)}
         )
@@ -240,6 +261,8 @@ class HqService:
                 self._events.put_nowait(Incoming(addr.store_id, addr.gateway_id, msg.payload))
             elif leaf == "lookup":
                 self._lookups.put_nowait(msg)
+            elif addr is not None and leaf == "recon/report":
+                self._reports.put_nowait(Incoming(addr.store_id, addr.gateway_id, msg.payload))
             elif leaf in ("state", "health", "alerts"):
                 self._fleet_msgs.put_nowait(msg)
             else:
@@ -492,3 +515,122 @@ class HqService:
                         s["gap"]["up_to"],
                         s["gap_since"],
                     )
+
+    # ---- reconciliation ---------------------------------------------------------------
+
+    async def _report_loop(self) -> None:
+        """Store each gateway report once (by `report_id`), whichever instance gets it."""
+        while True:
+            item = await self._reports.get()
+            try:
+                report = parse(Report, item.payload)
+                stored = await self.store.write(
+                    partial(
+                        store_report,
+                        report=report,
+                        store_id=item.store_id,
+                        gateway_id=item.gateway_id,
+                        instance=self.settings.instance,
+                    )
+                )
+            except (Malformed, ValueError) as exc:
+                self.counters["malformed_messages"] += 1
+                log.warning(
+                    "ignored a malformed report from %s/%s: %s", item.store_id, item.gateway_id, exc
+                )
+                continue
+            except HqStoreError as exc:
+                self.counters["storage_errors"] += 1
+                log.error("could not store a reconciliation report (it is lost): %s", exc)
+                continue
+            self.counters["recon_reports_new" if stored.new else "recon_reports_duplicate"] += 1
+            if stored.mismatches:
+                log.info(
+                    "reconciliation report %s from %s/%s: %d mismatches",
+                    report.report_id,
+                    item.store_id,
+                    item.gateway_id,
+                    stored.mismatches,
+                )
+
+    def _next_slot(self, now: datetime) -> datetime:
+        interval = self.settings.recon_interval_s
+        if interval is not None:
+            return recon_digest.interval_slot(now, interval) + timedelta(seconds=interval)
+        return recon_digest.daily_slot(now, self.settings.recon_hour_utc) + timedelta(days=1)
+
+    async def _digest_loop(self) -> None:
+        """Send every known gateway its digest at each scheduled slot. Of several
+        instances the one that records the slot first sends it (`recon_digests.slot`)."""
+        while True:
+            slot = self._next_slot(utcnow())
+            await asyncio.sleep(max(0.0, (slot - utcnow()).total_seconds()))
+            try:
+                await self.send_digests(slot)
+            except HqStoreError as exc:
+                self.counters["storage_errors"] += 1
+                log.error("could not build the reconciliation digests for %s: %s", iso(slot), exc)
+
+    async def send_digests(
+        self, to: datetime, only: tuple[str, str] | None = None, trigger: str = "schedule"
+    ) -> list[Digest]:
+        """Build, record and publish the digests of the period ending at `to` (for every
+        known gateway, or `only` one); returns those this instance published."""
+        period = recon_digest.Period(to - timedelta(seconds=self.settings.recon_period_s), to)
+        targets = [only] if only else await self.store.read(recon_digest.known_gateways)
+        sent: list[Digest] = []
+        for store_id, gateway_id in targets:
+            slot = f"{store_id}/{gateway_id}/{iso(to)}" if trigger == "schedule" else None
+            digests = await self.store.write(
+                partial(
+                    _claim_digests,
+                    store_id=store_id,
+                    gateway_id=gateway_id,
+                    period=period,
+                    slot=slot,
+                    trigger=trigger,
+                    instance=self.settings.instance,
+                )
+            )
+            topic = GatewayTopics(self._prefix, store_id, gateway_id).recon_digest
+            for d in digests:
+                try:
+                    self.client.publish(topic, encode(d), qos=1)
+                except MqttLinkError:
+                    self.counters["recon_digests_lost"] += 1
+                    log.warning(
+                        "digest %s for %s/%s not sent: broker link down",
+                        d.digest_id,
+                        store_id,
+                        gateway_id,
+                    )
+                    continue
+                self.counters["recon_digests_sent"] += 1
+                sent.append(d)
+        return sent
+
+
+async def _claim_digests(
+    conn: AsyncConnection,
+    store_id: str,
+    gateway_id: str,
+    period: recon_digest.Period,
+    slot: str | None,
+    trigger: str,
+    instance: str,
+) -> list[Digest]:
+    """The digests of one gateway, recorded; none when another instance holds the slot."""
+    digests = await recon_digest.build_digests(conn, store_id, gateway_id, period, utcnow())
+    for n, d in enumerate(digests):
+        claimed = await recon_digest.record_digest(
+            conn,
+            d,
+            store_id,
+            gateway_id,
+            trigger,
+            instance,
+            slot=None if slot is None else f"{slot}/{n}",
+        )
+        if not claimed:
+            return []
+    return digests

@@ -2,7 +2,8 @@
 Prometheus `/metrics` and `/healthz`.
 
 Read only: every handler reads the in-memory `FleetView` and counters of the running
-service (see `HqStats`); nothing here writes to the store or the broker. Served on
+service (see `HqStats`), or, for `/recon`, reads the HQ store; nothing here writes to the
+store or the broker. Served on
 loopback by default; put a reverse proxy with authentication in front to expose it.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -26,9 +28,12 @@ from edge.hq.fleet_page import (
     render_fleet,
     render_gateway,
     render_missing,
+    render_recon,
 )
 from edge.hq.metrics import HqStats, exposition, hq_registry
+from edge.hq.recon.reports import recon_view
 from edge.hq.service import HqService
+from edge.hq.store import HqStoreError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ def stats_of(service: HqService) -> HqStats:
         restarts=service.restarts,
         connected=lambda: service.client.connected,
         instance=service.settings.instance,
+        recon=partial(service.store.read, recon_view),
     )
 
 
@@ -76,6 +82,8 @@ class FleetWeb:
         app.router.add_get("/stores/{store_id}/{gateway_id}", self.gateway_page)
         app.router.add_get("/api/fleet", self.fleet_json)
         app.router.add_get("/api/fleet/{store_id}/{gateway_id}", self.gateway_json)
+        app.router.add_get("/recon", self.recon_page)
+        app.router.add_get("/api/recon", self.recon_json)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         return app
@@ -140,6 +148,36 @@ class FleetWeb:
                 headers=_headers(),
             )
         return web.json_response(view.detail(self.stats.clock()), headers=_headers())
+
+    async def _recon(self) -> dict[str, Any] | web.Response:
+        """The reconciliation view from the store, or the error response to send."""
+        if self.stats.recon is None:
+            return web.json_response(
+                {"error": "no reconciliation view here"}, status=404, headers=_headers()
+            )
+        try:
+            return await self.stats.recon()
+        except HqStoreError as exc:
+            log.error("could not read the reconciliation view: %s", exc)
+            return web.json_response(
+                {"error": "the HQ store is unavailable"}, status=503, headers=_headers()
+            )
+
+    async def recon_page(self, request: web.Request) -> web.Response:
+        """Fleet-wide open mismatches by store, kind, class and pattern (the HQ store's
+        view, read per request)."""
+        view = await self._recon()
+        if isinstance(view, web.Response):
+            return view
+        nonce = secrets.token_urlsafe(16)
+        page = render_recon(view, nonce=nonce, instance=self.stats.instance)
+        return web.Response(text=page, content_type="text/html", headers=_headers(nonce))
+
+    async def recon_json(self, request: web.Request) -> web.Response:
+        view = await self._recon()
+        if isinstance(view, web.Response):
+            return view
+        return web.json_response(view, headers=_headers())
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Values read on the loop; the text (most of a 10,000-gateway scrape's time) is

@@ -113,7 +113,7 @@ async def test_a_store_of_the_previous_version_is_adopted(tmp_path: Path) -> Non
     old.commit()
     old.close()
     async with HqStore(path) as hq:
-        assert await head_of(hq) == "0002"
+        assert await head_of(hq) == "0003"
         assert await hq.read(settlement.open_refunds) == ["R-OLD"]
         claim = partial(settlement.claim_refund, return_id="R-OLD", instance="hq-a", lease_ms=1000)
         held = await hq.write(claim)
@@ -128,7 +128,7 @@ async def test_opening_again_changes_nothing(tmp_path: Path) -> None:
     async with HqStore(path) as hq:
         await hq.write(partial(store.ingest, items=[incoming(envelope(1))]))
     async with HqStore(f"sqlite+aiosqlite:///{path}") as hq:
-        assert await head_of(hq) == "0002"
+        assert await head_of(hq) == "0003"
         (stream,) = await hq.read(store.stream_report)
         assert stream["received"] == 1
 
@@ -150,7 +150,7 @@ async def test_instances_starting_together_migrate_in_turn(pg_url: str) -> None:
     stores = [HqStore(pg_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        assert {await head_of(s) for s in stores} == {"0002"}
+        assert {await head_of(s) for s in stores} == {"0003"}
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 
