@@ -23,12 +23,16 @@ from edge.api.orders import OrderJournal
 from edge.api.routes_events import EventsApi
 from edge.api.server import LanServer
 from edge.bus import EventBus
+from edge.contract.timefmt import utcnow
 from edge.devices.readers import DeviceReaders
 from edge.errors import StorageError
 from edge.hqlink.link import HqLink
+from edge.hqlink.recon import checkpoint_once
+from edge.hqlink.settings import ReconSettings
 from edge.lanes.approvals import ApprovalGrants, BadgeApprovals
 from edge.lanes.hub import LaneHub
 from edge.lanes.router import LaneRouter
+from edge.ledger import kpis
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
 from edge.memory import release_startup_garbage
@@ -55,7 +59,8 @@ async def run_gateway(
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(Ledger(settings.db_path, bus, origin))
         auth = Authenticator(ledger, load_signing_key(settings.data_dir), settings.lan.token_ttl_s)
-        link: HqLinkView = StandaloneLink()
+        # Without HQ, the reconciliation checkpoint still runs on demand, locally.
+        link: HqLinkView = StandaloneLink(partial(_local_checkpoint, ledger, settings.recon))
         hq: HqLink | None = None
         if settings.hq.enabled:  # entered before the LAN listener, so it closes after it
             hq = HqLink(
@@ -66,6 +71,7 @@ async def run_gateway(
                 version=__version__,
                 journal_order=OrderJournal(ledger).record,
                 restarts=supervisor.restarts,
+                recon=settings.recon,
             )
             link = await stack.enter_async_context(hq)
         # Devices feed lanes; a badge tap becomes a single-use approval grant.
@@ -85,7 +91,9 @@ async def run_gateway(
             bus=bus,
             link=link,
             metrics=ApiMetrics(
-                task_restarts=supervisor.restarts, subscriber_failures=bus.subscriber_failures
+                task_restarts=supervisor.restarts,
+                subscriber_failures=bus.subscriber_failures,
+                collectors=[] if hq is None else [hq.recon.metrics],
             ),
             grants=grants,
             extra_ready_checks=[lane_router.ready_check],
@@ -152,6 +160,11 @@ def _warn_on_example_ids(settings: Settings) -> None:
         )
 
 
+async def _local_checkpoint(ledger: Ledger, settings: ReconSettings) -> str:
+    """A checkpoint run with no HQ link: stored, never published."""
+    return (await checkpoint_once(ledger, settings, utcnow())).report_id
+
+
 async def _housekeeping(ledger: Ledger, settings: Settings) -> None:
     keep = timedelta(hours=settings.idempotency.retention_hours)
     while True:
@@ -162,4 +175,8 @@ async def _housekeeping(ledger: Ledger, settings: Settings) -> None:
         else:
             if pruned:
                 log.info("pruned %d idempotency keys older than %s", pruned, keep)
+        try:
+            await ledger.write(partial(kpis.prune_lookups, before=utcnow() - kpis.LOOKUPS_KEPT))
+        except StorageError as exc:
+            log.warning("could not prune receipt look-ups: %s", exc)
         await asyncio.sleep(HOUSEKEEPING_S)

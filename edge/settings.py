@@ -35,7 +35,7 @@ from edge.contract.field_paths import field_path
 from edge.devices.settings import DevicesSettings
 from edge.domain.money import currency_exponent
 from edge.errors import ConfigError
-from edge.hqlink.settings import HqSettings
+from edge.hqlink.settings import HqSettings, ReconSettings
 from edge.lanes.settings import LanesSettings
 
 TenderType = Literal["card", "gift_card", "store_credit", "cash"]
@@ -143,6 +143,7 @@ class Settings(BaseModel):
     devices: DevicesSettings = Field(default_factory=DevicesSettings)
     lanes: LanesSettings = Field(default_factory=LanesSettings)
     hq: HqSettings = Field(default_factory=HqSettings)
+    recon: ReconSettings = Field(default_factory=ReconSettings)
 
     @property
     def db_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class HqLinkView(Protocol):
-    """The HQ link as the API sees it: whether HQ can confirm, and online-order look-up."""
+    """The HQ link as the API sees it: whether HQ can confirm, online-order look-up, and
+    the reconciliation checkpoint run on demand."""
 
     @property
     def online(self) -> bool: ...
@@ -37,6 +39,10 @@ class HqLinkView(Protocol):
     def state(self) -> str: ...
 
     async def lookup_order(self, code: str) -> SaleView | None: ...
+
+    async def run_checkpoint(self) -> str:
+        """Run the reconciliation checkpoint now; the id of its report."""
+        ...
 
 
 class GrantRedeemer(Protocol):
@@ -116,10 +122,26 @@ def fingerprint(payload: Any) -> str:
 class StandaloneLink:
     """No HQ link configured: nothing is confirmed by HQ, so refunds count as offline, and
     there is no HQ to hold an order this gateway does not: a look-up of one is `not-found`
-    (a 503 would tell the register to retry something that can never succeed)."""
+    (a 503 would tell the register to retry something that can never succeed).
+
+    The reconciliation checkpoint needs no HQ: `checkpoint`, handed in by the composition
+    root, runs it on the ledger and publishes nothing; runs take turns. Without one, a
+    run is `hq-unreachable`."""
 
     online = False
     state = "not-configured"
 
+    def __init__(self, checkpoint: Callable[[], Awaitable[str]] | None = None) -> None:
+        self._checkpoint = checkpoint
+        self._turn = asyncio.Lock()
+
     async def lookup_order(self, code: str) -> SaleView | None:
         return None
+
+    async def run_checkpoint(self) -> str:
+        if self._checkpoint is None:
+            raise ProblemError(
+                "hq-unreachable", "no HQ link is configured to run the reconciliation checkpoint"
+            )
+        async with self._turn:
+            return await self._checkpoint()

@@ -35,6 +35,19 @@ TenderText = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_pan)
 ]
 CurrencyStr = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# An opaque, pseudonymous customer id (a loyalty id or a hash): the charset leaves no room
+# for an e-mail address or a spaced-out name, and the guard refuses a card number.
+CUSTOMER_REF_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+CustomerRef = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=CUSTOMER_REF_PATTERN),
+    AfterValidator(_no_pan),
+    Field(
+        description="Opaque pseudonymous customer id (loyalty id or hash), 1-64 chars of"
+        " [A-Za-z0-9._:-]; never a name, e-mail or card number",
+        examples=["loyalty:7f3a9c"],
+    ),
+]
 # JSON `true` or `"2"` is not a count of units, and `"false"` is not a flag.
 Quantity = Annotated[StrictInt, Field(gt=0, le=MAX_QUANTITY)]
 Flag = StrictBool

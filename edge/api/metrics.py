@@ -7,12 +7,13 @@ from the counts their supervisors keep.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 W = TypeVar("W", bound=MetricWrapperBase)
 
@@ -41,7 +42,10 @@ class ApiMetrics:
         *,
         task_restarts: Mapping[str, int] | None = None,
         subscriber_failures: Mapping[str, int] | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
+        """`collectors`: figures other components keep (e.g. the HQ link's reconciliation),
+        read at each scrape."""
         self.registry = CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.requests = Counter(
@@ -96,6 +100,8 @@ class ApiMetrics:
                 subscriber_failures if subscriber_failures is not None else {},
             )
         )
+        for collector in collectors:
+            self.registry.register(collector)
 
     def child(self, metric: W, *values: str) -> W:
         """`metric.labels(*values)`, looked up once: prometheus-client checks the values and

@@ -17,7 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge import __version__
 from edge.api.context import ApiContext
 from edge.api.routes import Route
+from edge.contract.timefmt import iso
 from edge.errors import StorageError
+from edge.ledger import recon
 from edge.ledger.status import LedgerStatus
 
 JSON = "application/json"
@@ -98,8 +100,28 @@ class OpsApi:
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.openapi)
 
+    async def reconciliation(self) -> dict[str, Any]:
+        """Open mismatches and the latest report, in counts only: the page needs no login,
+        so no amounts or refund ids."""
+
+        def read(conn: recon.Connection) -> dict[str, Any]:
+            report = recon.latest_report(conn)
+            return {
+                "open_mismatches": recon.open_mismatch_count(conn),
+                "latest_report": "none yet"
+                if report is None
+                else f"{report.report_id} at {iso(report.generated_at)}:"
+                f" {report.checked} checked, {report.matched} matched,"
+                f" {len(report.mismatches)} mismatches",
+            }
+
+        try:
+            return await self.ctx.ledger.read(read)
+        except StorageError as exc:
+            return {"unavailable": str(exc)}
+
     async def status_page(self, request: web.Request) -> web.Response:
-        status = await self.status()
+        status = {**await self.status(), "reconciliation": await self.reconciliation()}
         rows = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
             for k, v in _flatten(status)

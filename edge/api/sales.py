@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from aiohttp import web
@@ -19,6 +20,10 @@ from edge.domain.codes import classify_code
 from edge.domain.errors import NotFound
 from edge.domain.refund import return_eligibility
 from edge.domain.views import Eligibility, EligibleLine, LookupResult, SaleView
+from edge.errors import StorageError
+from edge.ledger import kpis
+
+log = logging.getLogger(__name__)
 
 
 class SalesApi:
@@ -122,6 +127,7 @@ class SalesApi:
             source = "hq"
             if sale is None:
                 raise NotFound(f"no sale or order {sale_id} is known here or at HQ")
+        await self._note_lookup(sale.sale_id)
         found = LookupResult(
             matched=ref.kind,
             source=source,
@@ -130,6 +136,16 @@ class SalesApi:
             refund=refund,
         )
         return view_response(found)
+
+    async def _note_lookup(self, sale_id: str) -> None:
+        """Record when the sale was looked up: the start of the refund processing time KPI.
+        A look-up is a read: if the note cannot be written, the register still gets its
+        answer."""
+        at = utcnow()
+        try:
+            await self.ctx.ledger.write(lambda conn: kpis.record_lookup(conn, sale_id, at))
+        except StorageError as exc:
+            log.warning("could not record a look-up for the KPIs: %s", exc)
 
 
 def _refuse_if(looks_like_pan: bool) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edge.api.fields import (
     MAX_MINOR_UNITS,
     CurrencyStr,
+    CustomerRef,
     Flag,
     FreeText,
     Gtin,
@@ -25,6 +26,10 @@ from edge.domain.money import MoneyError, currency_exponent, fmt, from_minor, pa
 from edge.domain.sale import LineInput, PricedSale, TenderInput, price_sale
 from edge.domain.views import Channel, RefundKind, RefundTo, TenderType
 from edge.errors import ApiError
+
+
+def _absent(value: object) -> bool:
+    return value is None
 
 
 class _In(BaseModel):
@@ -147,6 +152,9 @@ class SaleIn(_In):
     order_discount: MoneyStr = "0"
     shipping: ShippingIn = Field(default_factory=ShippingIn)
     tenders: list[TenderIn] = Field(min_length=1, max_length=20)
+    # Left out of the dump when absent, so a sale without it keeps the fingerprint it had
+    # before the field existed (fingerprints are stored: a retry must still match).
+    customer_ref: CustomerRef | None = Field(None, exclude_if=_absent)
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> Self:

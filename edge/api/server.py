@@ -30,6 +30,7 @@ from edge.api.problems import (
     problem_middleware,
     safe_text,
 )
+from edge.api.reconciliation import ReconciliationApi
 from edge.api.refunds import RefundsApi
 from edge.api.routes import Route
 from edge.api.sales import SalesApi
@@ -59,7 +60,13 @@ http_log.addFilter(_OneLine())
 
 def build_routes(ctx: ApiContext, extra: list[Route] | None = None) -> list[Route]:
     ops = OpsApi(ctx)
-    routes = SalesApi(ctx).routes() + RefundsApi(ctx).routes() + (extra or []) + ops.routes()
+    routes = (
+        SalesApi(ctx).routes()
+        + RefundsApi(ctx).routes()
+        + ReconciliationApi(ctx).routes()
+        + (extra or [])
+        + ops.routes()
+    )
     ops.openapi = build_openapi(routes)
     return routes
 

@@ -68,6 +68,18 @@ class DeviceHealth(WireModel):
     at: Instant
 
 
+class ReconHealth(WireModel):
+    """Reconciliation at a glance (contract v1.1): open mismatches by kind and class,
+    reopenings ever, and when the last report was made and the next checkpoint is due."""
+
+    open_mismatches: int = Field(ge=0)
+    by_kind: dict[str, int]
+    by_class: dict[str, int]
+    reopened_total: int = Field(ge=0)
+    last_report_at: Instant | None
+    next_checkpoint_at: Instant | None
+
+
 class HealthMsg(WireModel):
     """Retained on `health` (QoS 0) every `health_interval_s`, on connect and on the
     `health` command: what a fleet operator needs to judge one store at a glance."""
@@ -86,3 +98,6 @@ class HealthMsg(WireModel):
     errors: dict[str, int] = Field(description="counters since start, by name")
     alerts_open: list[AlertMsg]
     uptime_s: float = Field(ge=0)
+    recon: ReconHealth | None = Field(
+        None, description="added in v1.1; null from a gateway that does not reconcile"
+    )

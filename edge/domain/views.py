@@ -152,6 +152,9 @@ class SaleView:
     total: Money
     recorded_at: Timestamp
     return_ids: list[str]
+    customer_ref: Annotated[
+        OmittedIfNone, Field(description="opaque pseudonymous customer id, when one was sent")
+    ] = None
 
 
 # ---- refunds -----------------------------------------------------------------------

@@ -43,6 +43,19 @@ class Alerts:
         log.warning("alert %s (%s): %s", alert, severity, detail)
         self._send(entry)
 
+    def restore(self, alert: str, severity: Severity, detail: str, subject: str) -> None:
+        """List an alert HQ was already sent before a restart (kept in the ledger), without
+        sending it again: health shows it, and clearing it still tells HQ."""
+        key = (alert, subject)
+        if key not in self._open:
+            self._open[key] = AlertMsg(
+                alert=alert,
+                severity=severity,
+                detail=detail[:ALERT_DETAIL_MAX],
+                subject=subject,
+                at=utcnow(),
+            )
+
     def clear(self, alert: str, subject: str = "") -> None:
         entry = self._open.pop((alert, subject), None)
         if entry is None:

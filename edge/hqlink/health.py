@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from edge.contract.health import (
     HealthMsg,
     LinkHealth,
     OutboxHealth,
+    ReconHealth,
     RelayHealth,
 )
 from edge.contract.payloads import encode
@@ -76,7 +77,9 @@ class HealthReporter:
         link_state: Callable[[], str],
         data_dir: Path,
         version: str,
+        recon: Callable[[], Awaitable[ReconHealth]] | None = None,
     ) -> None:
+        """`recon`: reconciliation's figures, read with each health message."""
         self._client = client
         self._topic = topic
         self._settings = settings
@@ -89,6 +92,7 @@ class HealthReporter:
         self._link_state = link_state
         self._data_dir = data_dir
         self._version = version
+        self._recon = recon
         self.published = 0
 
     async def run(self) -> None:
@@ -123,6 +127,7 @@ class HealthReporter:
         db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
         relay = self._relay
         last_ack = relay.last_ack_at
+        recon = None if self._recon is None else await self._recon()
         return HealthMsg(
             at=now,
             version=self._version,
@@ -153,6 +158,7 @@ class HealthReporter:
             errors={**self._errors, **loop_restarts(self._restarts)},
             alerts_open=self._alerts.open(),
             uptime_s=round(time.monotonic() - _STARTED, 1),
+            recon=recon,
         )
 
     def _check_high_water(self, pending: int) -> None:

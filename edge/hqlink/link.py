@@ -32,8 +32,9 @@ from edge.hqlink.alerts import Alerts
 from edge.hqlink.commands import Commands, command_name
 from edge.hqlink.health import DeviceStates, HealthReporter
 from edge.hqlink.lookup import OrderLookup
+from edge.hqlink.recon import Reconciler
 from edge.hqlink.relay import Relay
-from edge.hqlink.settings import HqSettings
+from edge.hqlink.settings import HqSettings, ReconSettings
 from edge.ledger import hq_sync
 from edge.ledger.hq_sync import Ack
 from edge.ledger.ledger import Ledger
@@ -57,11 +58,12 @@ class HqLink:
         version: str,
         journal_order: Callable[[dict[str, Any]], Awaitable[SaleView]],
         restarts: Counter[str] | None = None,
+        recon: ReconSettings | None = None,
     ) -> None:
         """`journal_order`: validates HQ's order as a sale and journals it (raising
         Malformed when it is unusable); `restarts`: where the link's supervised loops count
         their restarts (the gateway's own, so /metrics shows them); health reports their
-        total."""
+        total; `recon`: the `[recon]` settings (defaults when not given)."""
         origin = ledger.origin
         self.settings = settings
         self.topics = topics = GatewayTopics(settings.prefix, origin.store_id, origin.gateway_id)
@@ -84,6 +86,7 @@ class HqLink:
                 (topics.acks, 1),
                 (topics.cmd_filter, 1),
                 (topics.lookup_reply, 1),
+                (topics.recon_digest, 1),
                 (topics.presence_filter(), 1),
                 (topics.state, 1),
             ],
@@ -101,6 +104,14 @@ class HqLink:
             self.errors,
             bus,
         )
+        self.recon = Reconciler(
+            client=self.client,
+            topics=topics,
+            settings=recon or ReconSettings(),
+            ledger=ledger,
+            alerts=self.alerts,
+            errors=self.errors,
+        )
         self.devices = DeviceStates()
         self.health = HealthReporter(
             client=self.client,
@@ -115,6 +126,7 @@ class HqLink:
             link_state=lambda: self.state,
             data_dir=data_dir,
             version=version,
+            recon=self.recon.health,
         )
         self.commands = Commands(
             client=self.client,
@@ -152,6 +164,11 @@ class HqLink:
     def online(self) -> bool:
         return self.state == "online"
 
+    async def run_checkpoint(self) -> str:
+        """Run the reconciliation checkpoint now; its report's id (StorageError if the
+        ledger cannot run it). The report is published when the broker is reachable."""
+        return await self.recon.run_checkpoint()
+
     async def lookup_order(self, code: str) -> SaleView | None:
         sale = await self.lookup.ask(code)
         if sale is None:
@@ -167,6 +184,7 @@ class HqLink:
     # ---- lifecycle ---------------------------------------------------------------
 
     async def __aenter__(self) -> HqLink:
+        await self.recon.restore_alerts()
         return self
 
     async def __aexit__(
@@ -188,6 +206,8 @@ class HqLink:
                 "hq-relay": self.relay.run,
                 "hq-health": self.health.run,
                 "hq-commands": self.commands.run,
+                "hq-recon-digests": self.recon.run,
+                "hq-recon-checkpoint": self.recon.run_schedule,
                 "hq-link-state": self._watch_state,
             }
             async with asyncio.TaskGroup() as tg:
@@ -225,6 +245,7 @@ class HqLink:
         self.alerts.flush()
         self.relay.wake()
         await self.health.publish_once()
+        await self.recon.publish_unpublished()
 
     def _lost(self, reason: str) -> None:
         self._presence.clear()  # the retained presence comes again with the next SUBACK
@@ -262,6 +283,8 @@ class HqLink:
             )
         elif msg.topic == topics.lookup_reply:
             self.lookup.on_reply(msg)
+        elif msg.topic == topics.recon_digest:
+            self.recon.submit(msg.payload)
         elif msg.topic.startswith(topics.base + "/cmd/"):
             self.commands.submit(command_name(msg.topic, topics.base), msg)
         elif msg.topic == topics.state:

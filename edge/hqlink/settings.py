@@ -8,8 +8,12 @@ after a regional outage spread their reconnects over the backoff window.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from decimal import Decimal
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from edge.domain.money import ZERO, currency_exponent
 from edge.mqtt.settings import BrokerSettings
 
 
@@ -34,3 +38,37 @@ class HqSettings(_Section):
     outbox_high_water: int = Field(10_000, ge=1)
     acked_retention_days: float = Field(7.0, ge=0, le=3650)
     prune_interval_s: float = Field(3600.0, gt=0, le=86400)
+
+
+def _no_float(value: Any) -> Any:
+    if isinstance(value, float):
+        msg = 'write amounts as quoted strings (e.g. "10.00"); floats lose cents'
+        raise ValueError(msg)
+    return value
+
+
+def _check_currency(code: str) -> str:
+    currency_exponent(code)
+    return code
+
+
+_Threshold = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0)]
+_Currency = Annotated[str, AfterValidator(_check_currency)]
+
+
+class ReconSettings(_Section):
+    """The `[recon]` section: how the gateway checks HQ's digests and runs its own
+    checkpoint (contract v1.1 "Reconciliation"). Limits are checked before a digest is
+    parsed, so one oversized message cannot exhaust the gateway's memory."""
+
+    settle_within_s: float = Field(86_400.0, gt=0, le=90 * 86_400)
+    checkpoint_interval_s: float = Field(3600.0, gt=0, le=7 * 86_400)
+    # Alert when a mismatch's amount at risk is above this, per currency; a currency not
+    # listed alerts on any amount above zero. `unconfirmed` always alerts.
+    alert_amount: dict[_Currency, _Threshold] = Field(default_factory=dict)
+    digest_max_entries: int = Field(5_000, ge=1, le=5_000)
+    digest_max_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    def alert_threshold(self, currency: str) -> Decimal:
+        """The amount above which a mismatch in `currency` raises an alert."""
+        return self.alert_amount.get(currency, ZERO)

@@ -54,8 +54,8 @@ def record_sale(
 
     conn.execute(
         "INSERT INTO sales (sale_id, channel, register_id, occurred_at, currency, order_discount,"
-        " shipping_amount, shipping_tax, total, fingerprint, source, recorded_at, recorded_by)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " shipping_amount, shipping_tax, total, fingerprint, source, recorded_at, recorded_by,"
+        " customer_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             sale_id,
             sale["channel"],
@@ -70,6 +70,7 @@ def record_sale(
             source,
             iso(at),
             actor,
+            sale.get("customer_ref"),
         ),
     )
     conn.executemany(
@@ -308,4 +309,5 @@ def sale_view(conn: sqlite3.Connection, sale_id: str) -> SaleView | None:
         total=s(sale["total"]),
         recorded_at=sale["recorded_at"],
         return_ids=return_ids,
+        customer_ref=sale["customer_ref"],
     )

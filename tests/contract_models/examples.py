@@ -53,6 +53,14 @@ HEALTH = {
     "errors": {"malformed_messages": 0, "storage_errors": 0},
     "alerts_open": [ALERT],
     "uptime_s": 3600.0,
+    "recon": {
+        "open_mismatches": 2,
+        "by_kind": {"amount-mismatch": 1, "unconfirmed": 1},
+        "by_class": {"integration": 2},
+        "reopened_total": 0,
+        "last_report_at": "2026-11-22T10:00:00.000Z",
+        "next_checkpoint_at": "2026-11-22T11:00:00.000Z",
+    },
 }
 
 CMD_RESULT_OK = {
