@@ -217,12 +217,14 @@ class RabbitMq:
         self.node = f"edge-test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = workdir / "rabbitmq.log"
         self.starts = 0
-        self._server = _Process("rabbitmq-server", self.log_path, b"Server startup complete")
+        self._broker_process = _Process(
+            "rabbitmq-server", self.log_path, b"Server startup complete"
+        )
         self._epmd = _Process("epmd", workdir / "epmd.log", b"epmd: ")
 
     @property
     def running(self) -> bool:
-        return self._server.running
+        return self._broker_process.running
 
     def env(self) -> dict[str, str]:
         home = self.workdir / "home"
@@ -266,9 +268,9 @@ class RabbitMq:
             epmd = shutil.which("epmd") or "/usr/bin/epmd"
             self._epmd.spawn([epmd, "-address", "127.0.0.1", "-port", str(self.epmd_port)], env)
             self._epmd.wait_listening(self.epmd_port, self.startup_timeout_s)
-        self._server.spawn(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env)
+        self._broker_process.spawn(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env)
         try:
-            self._server.wait_ready(self.port, self.startup_timeout_s)
+            self._broker_process.wait_ready(self.port, self.startup_timeout_s)
         except RuntimeError:
             self.stop()
             raise
@@ -276,7 +278,7 @@ class RabbitMq:
 
     def stop(self) -> None:
         """Stop the node (gracefully: SIGTERM), then its epmd; check that none is left."""
-        self._server.stop()
+        self._broker_process.stop()
         self._epmd.stop()
         leftovers = [p for p in (self.port, self.dist_port, self.epmd_port) if port_open(p)]
         assert not leftovers, f"RabbitMQ left listeners on {leftovers}"

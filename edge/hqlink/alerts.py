@@ -23,7 +23,7 @@ UNSENT_MAX = 200
 class Alerts:
     def __init__(self, client: MqttClient, topic: str) -> None:
         self._client = client
-        self._topic = topic
+        self._out_topic = topic
         self._open: dict[tuple[str, str], AlertMsg] = {}
         self._unsent: deque[AlertMsg] = deque(maxlen=UNSENT_MAX)
         self.raised = 0
@@ -78,6 +78,6 @@ class Alerts:
 
     def _send(self, entry: AlertMsg) -> None:
         try:
-            self._client.publish(self._topic, encode(entry), qos=1)
+            self._client.publish(self._out_topic, encode(entry), qos=1)
         except MqttLinkError:
             self._unsent.append(entry)

@@ -81,7 +81,7 @@ class HealthReporter:
     ) -> None:
         """`recon`: reconciliation's figures, read with each health message."""
         self._client = client
-        self._topic = topic
+        self._out_topic = topic
         self._settings = settings
         self._ledger = ledger
         self._relay = relay
@@ -108,7 +108,7 @@ class HealthReporter:
             log.error("health: cannot read the ledger: %s", exc)
             return None
         try:
-            self._client.publish(self._topic, encode(health), qos=0, retain=True)
+            self._client.publish(self._out_topic, encode(health), qos=0, retain=True)
         except MqttLinkError:
             return health  # retained health is refreshed on the next connect
         self.published += 1

@@ -70,7 +70,7 @@ class Reconciler:
         errors: Counter[str],
     ) -> None:
         self._client = client
-        self._topic = topics.recon_report
+        self._out_topic = topics.recon_report
         self._settings = settings
         self._ledger = ledger
         self._alerts = alerts
@@ -246,7 +246,7 @@ class Reconciler:
             if report_id in self._sent and not again:
                 continue
             try:
-                self._client.publish(self._topic, payload, qos=1)
+                self._client.publish(self._out_topic, payload, qos=1)
             except MqttLinkError:
                 log.info("report %s kept; it is sent when the broker is back", report_id)
                 break

@@ -73,7 +73,7 @@ class Relay:
     ) -> None:
         self._ledger = ledger
         self._client = client
-        self._topic = topic
+        self._out_topic = topic
         self._settings = settings
         self._alerts = alerts
         self._errors = errors
@@ -142,7 +142,7 @@ class Relay:
         return 0
 
     def _send(self, event_id: str, flight: _Flight) -> None:
-        self._client.publish(self._topic, flight.payload, qos=1)
+        self._client.publish(self._out_topic, flight.payload, qos=1)
         self._sends += 1
         flight.order = self._sends
 
@@ -375,7 +375,7 @@ class Relay:
         for row in rows:
             payload = self._checked(row)
             if payload is not None:
-                self._client.publish(self._topic, payload, qos=1)
+                self._client.publish(self._out_topic, payload, qos=1)
                 self._note_sent(row.event_id, at)
                 self.followups += 1
         if rows:

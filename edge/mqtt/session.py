@@ -71,7 +71,7 @@ class Session:
         on_message: MessageHandler,
         name: str,
     ) -> None:
-        self._loop = loop
+        self._aio_loop = loop
         self._loop_thread = threading.get_ident()
         self.client = client
         self._on_message = on_message
@@ -80,7 +80,7 @@ class Session:
         self.closed: asyncio.Future[str] = loop.create_future()
         self._confirms: dict[int, asyncio.Future[None]] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
-        self._sock: Any = None
+        self._paho_sock: Any = None
         self._fd: int | None = None
         self._misc: asyncio.Task[None] | None = None
         self.handler_failures = 0
@@ -105,7 +105,7 @@ class Session:
 
     async def confirm(self, mid: int, timeout_s: float) -> None:
         """Wait for the broker's PUBACK of `mid`; its entry goes whatever happens."""
-        fut: asyncio.Future[None] = self._loop.create_future()
+        fut: asyncio.Future[None] = self._aio_loop.create_future()
         self._confirms[mid] = fut
         try:
             async with asyncio.timeout(timeout_s):
@@ -118,7 +118,7 @@ class Session:
         rc, mid = self.client.subscribe(topics)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttLinkError(f"subscribe failed: {paho.error_string(rc)}")
-        fut: asyncio.Future[list[int]] = self._loop.create_future()
+        fut: asyncio.Future[list[int]] = self._aio_loop.create_future()
         self._subacks[mid] = fut
         try:
             return await fut
@@ -163,7 +163,7 @@ class Session:
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:
-            self._loop.call_soon_threadsafe(fn, *args)
+            self._aio_loop.call_soon_threadsafe(fn, *args)
 
     def _socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         self._on_loop(self._attach, sock)
@@ -180,12 +180,14 @@ class Session:
     def _attach(self, sock: Any) -> None:
         if self.closed.done() or sock.fileno() < 0:
             return
-        self._sock = sock
+        self._paho_sock = sock
         self._fd = sock.fileno()
         with contextlib.suppress(OSError):  # small acks must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._loop.add_reader(self._fd, self._readable)
-        self._misc = self._loop.create_task(self._misc_loop(), name=f"{self._name}-mqtt-keepalive")
+        self._aio_loop.add_reader(self._fd, self._readable)
+        self._misc = self._aio_loop.create_task(
+            self._misc_loop(), name=f"{self._name}-mqtt-keepalive"
+        )
         if self.client.want_write():
             self._want_write()
 
@@ -202,25 +204,25 @@ class Session:
     def _detach(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            self._watch(self._loop.remove_reader, fd)
-            self._watch(self._loop.remove_writer, fd)
+            self._watch(self._aio_loop.remove_reader, fd)
+            self._watch(self._aio_loop.remove_writer, fd)
 
     def _want_write(self) -> None:
         if self._fd is not None:
-            self._watch(self._loop.add_writer, self._fd, self._writable)
+            self._watch(self._aio_loop.add_writer, self._fd, self._writable)
 
     def _no_write(self) -> None:
         if self._fd is not None:
-            self._watch(self._loop.remove_writer, self._fd)
+            self._watch(self._aio_loop.remove_writer, self._fd)
 
     def _readable(self) -> None:
         rc = self.client.loop_read()
         # TLS may hold decrypted bytes the socket no longer signals: read them now.
         while (
             rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-            and isinstance(self._sock, ssl.SSLSocket)
+            and isinstance(self._paho_sock, ssl.SSLSocket)
             and self._fd is not None
-            and self._sock.pending()
+            and self._paho_sock.pending()
         ):
             rc = self.client.loop_read()
         if self.client.socket() is None:

@@ -86,7 +86,7 @@ class SimGateway:
         self.resent = 0
         self.changed = asyncio.Event()
         self._subscribed: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"sim-{self.store_id}-{self.gateway_id}",
@@ -126,12 +126,12 @@ class SimGateway:
         client.subscribe(f"{self.base}/acks", qos=1)
 
     def _on_subscribe(self, *_: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._subscribed_now)
+        assert self._aio_loop is not None
+        self._aio_loop.call_soon_threadsafe(self._subscribed_now)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._ack, json.loads(msg.payload))
+        assert self._aio_loop is not None
+        self._aio_loop.call_soon_threadsafe(self._ack, json.loads(msg.payload))
 
     # the loop
 
@@ -149,8 +149,8 @@ class SimGateway:
         self.changed.set()
 
     async def connect(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._subscribed = self._loop.create_future()
+        self._aio_loop = asyncio.get_running_loop()
+        self._subscribed = self._aio_loop.create_future()
         await asyncio.to_thread(self.client.connect, "127.0.0.1", self.port)
         self.client.loop_start()
         await self._subscribed

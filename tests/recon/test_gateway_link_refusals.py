@@ -47,7 +47,7 @@ async def test_bad_digests_are_refused_counted_and_write_nothing(tmp_path: Path)
                 "period-too-long": [
                     dumps(digest("D-long", [good], **{"from": iso(utcnow() - timedelta(days=400))}))
                 ],
-                "bad-currency": [dumps(digest("D-xxx", [entry(refund, 0, currency="XXX")]))],
+                "bad-currency": [dumps(digest("D-xau", [entry(refund, 0, currency="XAU")]))],
             }
             for payloads in sent.values():
                 for payload in payloads:
