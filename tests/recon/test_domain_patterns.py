@@ -179,6 +179,45 @@ def test_store_credit_loop_credit_spent_then_refunded_to_cash() -> None:
     )
 
 
+def test_store_credit_loop_made_outside_the_store() -> None:
+    # the seed's loop: customer service issues store credit; the order it paid is later
+    # refunded to the card by the storefront. Neither reached the store.
+    credit = hq_only(
+        "CS-1",
+        "25.00",
+        source="customer_service",
+        kind="store_credit",
+        order_id="W-1",
+        tenders=(("store_credit", Decimal("25.00")),),
+        approved_by="cs-lead",
+    )
+    card = hq_only(
+        "SF-1",
+        "25.00",
+        source="storefront",
+        order_id="W-2",
+        tenders=(("card", Decimal("25.00")),),
+        created_at=T0 + timedelta(hours=2),
+    )
+    found = {f.external_ref: f for f in run([], [credit, card])}
+    for f in found.values():
+        assert (f.kind, f.diagnosis.class_, f.diagnosis.pattern) == (
+            "unknown-to-store",
+            "process",
+            "store-credit-loop",
+        )
+    assert (
+        "store credit CS-1 (25.00) issued by customer service"
+        in (found["SF-1"].diagnosis.evidence[1])
+    )
+    # a card refund of another amount, or made before the credit, is no loop
+    other = replace(card, total=Decimal("24.00"), tenders=(("card", Decimal("24.00")),))
+    earlier = replace(card, created_at=T0 - timedelta(hours=1))
+    for payout in (other, earlier):
+        patterns = {f.external_ref: f.diagnosis.pattern for f in run([], [credit, payout])}
+        assert patterns == {"CS-1": "cross-team-handoff", "SF-1": None}
+
+
 def test_both_goodwill_without_approval_arriving_without_its_lines() -> None:
     r = unlinked_refund("R-1", "15.00", approved_by=None, customer_ref="C-2")
     e = hq_only(

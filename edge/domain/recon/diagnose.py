@@ -42,6 +42,7 @@ from edge.domain.recon.patterns import (
     FIXES,
     Found,
     credit_loops,
+    hq_credit_loops,
     integration_pattern,
     process_pattern,
 )
@@ -283,7 +284,10 @@ def diagnose(
     loops = credit_loops(store_refunds)
     traits = [finding_traits(f) for f in findings]
     cl = clusters(traits, rates)
-    found = [(integration_pattern(f), process_pattern(f, loops)) for f in findings]
+    hq_loops = hq_credit_loops(
+        [f.entry for f in findings if f.store is None and f.entry is not None]
+    )
+    found = [(integration_pattern(f), process_pattern(f, loops, hq_loops)) for f in findings]
     patterns = [ip.pattern or pp.pattern for ip, pp in found]
     repeats = _Repeats(findings, patterns, history)
     out = []

@@ -9,7 +9,8 @@ person went around the workflow) come from who made the refund and how: a cash r
 register the gateway never saw (`register-bypass`), goodwill with no approval on record on
 either side (`verbal-approval`), a distribution-center or customer-service refund the store
 never saw (`cross-team-handoff`), store credit spent on a sale that was then refunded again
-to a card or cash (`store-credit-loop`).
+to a card or cash (`store-credit-loop`; the store's own refunds followed by the credit's
+code or customer, HQ-only ones by amount).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from decimal import Decimal
 from edge.contract.recon import IntegrationPattern, ProcessPattern
 from edge.domain.money import fmt
 from edge.domain.recon.recompute import Recomputation, evidence, explain
-from edge.domain.recon.records import Finding, StoreRefund
+from edge.domain.recon.records import Finding, HqEntry, StoreRefund
 
 PAID_OUT = frozenset({"card", "cash"})
 SCALES = (Decimal(10), Decimal(100), Decimal(1000))
@@ -160,10 +161,54 @@ def credit_loops(refunds: Sequence[StoreRefund]) -> dict[str, str]:
     return loops
 
 
-def process_pattern(f: Finding, loops: dict[str, str]) -> Found:
+def _issues_credit(e: HqEntry) -> bool:
+    return e.kind == "store_credit" or (
+        bool(e.tenders) and all(t == "store_credit" for t, _ in e.tenders)
+    )
+
+
+def hq_credit_loops(entries: Sequence[HqEntry]) -> dict[str, str]:
+    """external_ref -> the loop it is part of, among refunds only HQ holds (the seed's
+    loop starts with customer service, outside the store): store credit issued, and a
+    refund made at or after it, of another sale or order, paid out to a card or cash for
+    the same amount. HQ's entries carry neither the credit's code nor the customer, so the
+    amount ties them; the evidence says so."""
+    credits = sorted((e for e in entries if _issues_credit(e)), key=lambda e: e.created_at)
+    payouts = sorted(
+        (e for e in entries if not _issues_credit(e) and PAID_OUT & {t for t, _ in e.tenders}),
+        key=lambda e: e.created_at,
+    )
+    loops: dict[str, str] = {}
+    for c in credits:
+        for p in payouts:
+            if (
+                p.external_ref in loops
+                or p.currency != c.currency
+                or p.total != c.total
+                or p.created_at < c.created_at
+                or (p.reference is not None and p.reference == c.reference)
+            ):
+                continue
+            out = "/".join(sorted(PAID_OUT & {t for t, _ in p.tenders}))
+            text = (
+                f"store credit {c.external_ref} ({fmt(c.total, c.currency)}) issued by "
+                f"{c.source.replace('_', ' ')}, and refund {p.external_ref} of "
+                f"{p.reference or 'no sale'} paid back as {out} for the same amount: two "
+                "refunds for one problem (tied by amount: HQ records no credit code)"
+            )
+            loops[c.external_ref] = loops[p.external_ref] = text
+            break
+    return loops
+
+
+def process_pattern(
+    f: Finding, loops: dict[str, str], hq_loops: dict[str, str] | None = None
+) -> Found:
     s, e = f.store, f.entry
     if s is not None and s.return_id in loops:
         return Found("store-credit-loop", [loops[s.return_id]])
+    if s is None and e is not None and e.external_ref in (hq_loops or {}):
+        return Found("store-credit-loop", [(hq_loops or {})[e.external_ref]])
     if e is not None and s is None and e.kind == "cash" and e.source == "register":
         return Found(
             "register-bypass",

@@ -59,15 +59,20 @@ Injection = Literal[
 ]
 INJECTIONS: tuple[Injection, ...] = get_args(Injection)
 
-# what the gateway should report for each: the mismatch kind, and the pattern behind it
+# what the gateway should report for each: the mismatch kind, and the pattern behind it.
+# Some kinds imply their pattern (contract v1.1, seed 002): a refund the digest lost is an
+# API sync failure, and so is a Return ID booked twice (a retried delivery); the same
+# figure under another currency code is a field mapping; a refund booked without its sale
+# or order is the partial sync. An arbitrary amount, a status both sides decided, and an
+# ERP-only receipt carry none.
 EXPECTED: dict[Injection, tuple[MismatchKind, Pattern | None]] = {
-    "missing-at-hq": ("missing-at-hq", None),
+    "missing-at-hq": ("missing-at-hq", "api-sync-failure"),
     "unknown-to-store": ("unknown-to-store", None),
     "amount-mismatch": ("amount-mismatch", None),
-    "currency-mismatch": ("currency-mismatch", None),
-    "missing-reference": ("missing-reference", None),
+    "currency-mismatch": ("currency-mismatch", "field-mapping"),
+    "missing-reference": ("missing-reference", "partial-sync"),
     "status-mismatch": ("status-mismatch", None),
-    "duplicate": ("duplicate", None),
+    "duplicate": ("duplicate", "api-sync-failure"),
     "api-sync-failure": ("missing-at-hq", "api-sync-failure"),
     "field-mapping": ("amount-mismatch", "field-mapping"),
     "rounding-drift": ("amount-mismatch", "rounding-drift"),
