@@ -50,3 +50,9 @@ class ReplayResult(WireModel):
 
 class PruneResult(WireModel):
     pruned: int = Field(ge=0)
+
+
+class ReconcileResult(WireModel):
+    """`cmd/reconcile`: the checkpoint ran now; its report follows on `recon/report`."""
+
+    report_id: str = Field(min_length=1, max_length=128)

@@ -21,6 +21,7 @@ from edge.contract.commands import (
     CmdResultMsg,
     PingResult,
     PruneResult,
+    ReconcileResult,
     ReplayResult,
 )
 from edge.contract.health import HealthMsg
@@ -56,7 +57,9 @@ class Commands:
         health: HealthReporter,
         alerts: Alerts,
         errors: Counter[str],
+        reconcile: Callable[[], Awaitable[str]],
     ) -> None:
+        """`reconcile`: runs the reconciliation checkpoint now and returns its report id."""
         self._client = client
         self._result_topic = result_topic
         self._ledger = ledger
@@ -64,6 +67,7 @@ class Commands:
         self._health = health
         self._alerts = alerts
         self._errors = errors
+        self._reconcile = reconcile
         self._queue: asyncio.Queue[tuple[str, CommandMsg, bytes | None]] = asyncio.Queue(
             maxsize=QUEUE_MAX
         )
@@ -73,6 +77,7 @@ class Commands:
             "alerts": self._list_alerts,
             "replay": self._replay,
             "prune": self._prune,
+            "reconcile": self._run_reconcile,
         }
 
     def submit(self, name: str, msg: Message) -> None:
@@ -112,6 +117,9 @@ class Commands:
                 )
             except MqttLinkError:
                 log.warning("the result of command %s was lost with the connection", name)
+
+    async def _run_reconcile(self, args: dict[str, Any]) -> ReconcileResult:
+        return ReconcileResult(report_id=await self._reconcile())
 
     async def _ping(self, args: dict[str, Any]) -> PingResult:
         return PingResult(pong=True, version=__version__)

@@ -136,6 +136,7 @@ class HqLink:
             health=self.health,
             alerts=self.alerts,
             errors=self.errors,
+            reconcile=self.run_checkpoint,
         )
         self.lookup = OrderLookup(
             self.client,

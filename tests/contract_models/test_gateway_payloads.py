@@ -15,6 +15,7 @@ from edge.contract.commands import (
     CmdResultMsg,
     PingResult,
     PruneResult,
+    ReconcileResult,
     ReplayResult,
 )
 from edge.contract.health import BirthMsg, HealthMsg, WillMsg
@@ -32,6 +33,7 @@ COMMANDS: list[tuple[str, dict[str, object], type[BaseModel] | None]] = [
     ("health", {}, HealthMsg),
     ("replay", {"from_seq": 1}, ReplayResult),
     ("prune", {}, PruneResult),
+    ("reconcile", {}, ReconcileResult),
     ("replay", {}, None),  # refused: no from_seq
     ("no-such-command", {}, None),
 ]
