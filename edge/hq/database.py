@@ -9,6 +9,8 @@ half-way; PostgreSQL runs at READ COMMITTED and the queries lock what they chang
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,9 @@ def _sqlite_transactions(engine: AsyncEngine, begin: str) -> None:
     def connected(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the `begin` hook below says BEGIN
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: the next one waits
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -89,10 +91,27 @@ def _sqlite_transactions(engine: AsyncEngine, begin: str) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the store's tables to the newest revision, one instance at a time."""
-    if is_sqlite(engine.url):
-        path = Path(engine.url.database or "")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """Bring the store's tables to the newest revision, one instance at a time.
+
+    On SQLite, instances on one host that start together take turns through a lock file
+    beside the store: the first connection switches a new file to WAL, which SQLite may
+    refuse at once (not after its busy timeout) while another process holds the file.
+    """
+    if not is_sqlite(engine.url):
+        await _migrate(engine)
+        return
+    path = Path(engine.url.database or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".migrate-lock")
+    with lock.open("a") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        try:
+            await _migrate(engine)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def _migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             lock = text("SELECT pg_advisory_xact_lock(:key)")

@@ -179,3 +179,42 @@ async def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HqStoreError, match="0099"):
         async with HqStore(path):
             pass
+
+
+OPEN_STORE = """
+import asyncio, sys
+from edge.hq.store import HqStore
+
+async def main() -> None:
+    async with HqStore(sys.argv[1]):
+        pass
+
+asyncio.run(main())
+"""
+
+
+def test_instances_starting_together_on_one_sqlite_file_all_open_it(tmp_path: Path) -> None:
+    """Several instances on one host, started at once on a new store: each one opens it
+    (the first switches the new file to WAL and migrates; the others wait their turn)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    db = tmp_path / "hq.sqlite3"
+    for _ in range(3):
+        if db.exists():
+            for leftover in tmp_path.iterdir():
+                leftover.unlink()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_STORE, str(db)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, "\n".join(outputs)[-3000:]
+    with sqlite3.connect(db) as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == "0003"

@@ -71,6 +71,12 @@ class HqProcess:
                 cwd=ROOT,
             )
 
+    def tail(self) -> str:
+        """The end of this instance's log, for a failure message."""
+        code = None if self.proc is None else self.proc.poll()
+        text = self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+        return f"--- {self.instance} (exit code {code}) ---\n{text[-3000:]}"
+
     def stop(self) -> int:
         proc, self.proc = self.proc, None
         if proc is None:
@@ -78,6 +84,15 @@ class HqProcess:
         if proc.poll() is None:
             proc.terminate()
         return proc.wait(WAIT_S)
+
+
+async def online(obs: Observer, *instances: HqProcess) -> None:
+    """Until every instance announced itself; on a timeout, their logs say why."""
+    try:
+        await obs.wait_for(lambda: all(obs.births[hq.instance] for hq in instances), WAIT_S)
+    except TimeoutError:
+        logs = "\n".join(hq.tail() for hq in instances)
+        raise AssertionError(f"HQ instance(s) did not come online:\n{logs}") from None
 
 
 @pytest.fixture(params=["rabbitmq", "nats"])
@@ -125,7 +140,7 @@ async def test_hq_service_settles_answers_and_sees_birth_and_will(
     watched = [f"{base}/acks", f"{base}/cmd-result", state, f"{PREFIX}/_hq/presence/{hq.instance}"]
     async with Observer(broker.port, watched) as obs:
         hq.start()
-        await obs.wait_for(lambda: obs.births[hq.instance], within=WAIT_S)
+        await online(obs, hq)
         gateway.start()
         register = gateway.add_client("lane-3-app")
         async with register:
@@ -208,9 +223,7 @@ async def test_two_hq_instances_each_take_everything_and_settle_once(
         async with Observer(broker.port, [f"{base}/acks", *presence]) as obs:
             first.start()
             second.start()
-            await obs.wait_for(
-                lambda: obs.births[first.instance] and obs.births[second.instance], within=WAIT_S
-            )
+            await online(obs, first, second)
             gateway.start()
             register = gateway.add_client("lane-3-app")
             async with register:
