@@ -15,12 +15,13 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import uvloop
 
 from edge.cli.common import settings_from
 from edge.cli.run_cmd import setup_logging
+from edge.contract.recon import MismatchKind, Pattern
 from edge.mqtt.settings import BrokerSettings, TlsSettings
 
 if TYPE_CHECKING:
@@ -280,26 +281,8 @@ def _demo_register(args: argparse.Namespace) -> int:
 
 # ---- reconciliation ---------------------------------------------------------------------
 
-RECON_KINDS = (
-    "unconfirmed",
-    "missing-at-hq",
-    "unknown-to-store",
-    "amount-mismatch",
-    "currency-mismatch",
-    "missing-reference",
-    "status-mismatch",
-    "duplicate",
-    "api-sync-failure",
-    "field-mapping",
-    "rounding-drift",
-    "promo-mismatch",
-    "partial-sync",
-    "async-gap",
-    "register-bypass",
-    "verbal-approval",
-    "cross-team-handoff",
-    "store-credit-loop",
-)
+# every contract mismatch kind and pattern (the wire contract's own slugs)
+RECON_KINDS = get_args(MismatchKind) + get_args(Pattern)
 
 
 def _recon_commands(hq_sub: Any) -> None:
