@@ -67,6 +67,9 @@ class ApiContext:
     extra_ready_checks: list[Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]] = field(
         default_factory=list
     )
+    # SHA-256 of the LAN API's TLS certificate ("AB:CD:..."), shown so registers can pin
+    # it; None while the API serves plain HTTP.
+    tls_fingerprint: str | None = None
 
     @cached_property
     def refund_rules(self) -> RefundRules:
