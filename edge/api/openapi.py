@@ -48,7 +48,12 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
     paths["/oauth/token"] = {"post": _TOKEN_OPERATION}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Store edge gateway LAN API", "version": __version__},
+        "info": {
+            "title": "Store edge gateway LAN API",
+            "version": __version__,
+            "description": "Every response carries an `X-Request-Id` header: the id of the"
+            " request in the gateway's logs (a valid one sent by the client is kept).",
+        },
         "paths": paths,
         "components": {
             "schemas": components,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from edge import logs
+from edge.api.request_ids import request_id_of
 from edge.api.schemas import AmountProblems
 from edge.contract.field_paths import field_path
 from edge.domain.cardguard import contains_pan
@@ -104,6 +105,7 @@ def problem_response(
         body["instance"] = instance
     if errors:
         body["errors"] = errors
+    request_id = request_id or logs.current_request_id()
     if request_id:
         body["request_id"] = request_id
     return web.Response(
@@ -156,9 +158,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def safe_text(text: str, limit: int = 300) -> str:
-    """`text` for a log line: one line, bounded, and withheld if it may hold a card number."""
+    """`text` for a log line: one line, bounded, withheld if it may hold a card number, and
+    with any token or secret in it masked (aiohttp quotes the bytes of a malformed header)."""
     line = " ".join(text.split())[:limit]
-    return REDACTED if contains_pan(line) else line
+    return REDACTED if contains_pan(line) else logs.redact(line)
 
 
 def _from_http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -180,9 +183,10 @@ def _from_http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
 
 
 def log_internal_error(request: web.Request, exc: BaseException) -> str:
-    """Log an unexpected failure once, with its frames, under a new id the client can quote
-    (the HTTP catch-all and the WebSocket handler after its upgrade); returns the id."""
-    request_id = secrets.token_hex(8)
+    """Log an unexpected failure once, with its frames, under the request's id (a new one if
+    it has none) for the client to quote (the HTTP catch-all and the WebSocket handler after
+    its upgrade); returns the id."""
+    request_id = request_id_of(request) or logs.new_request_id()
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error(
         "internal error %s on %s %s: %s: %s\n%s",

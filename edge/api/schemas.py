@@ -306,5 +306,7 @@ class Problem(BaseModel):
     instance: str | None = None
     errors: list[FieldError] | None = None
     request_id: str | None = Field(
-        None, description="on internal-error: the id the gateway's log names this failure by"
+        None,
+        description="the request's id, also in the X-Request-Id response header and on every"
+        " line the gateway logged for the request",
     )

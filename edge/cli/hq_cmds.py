@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import uvloop
 
+from edge import logs
 from edge.cli.common import settings_from
-from edge.cli.run_cmd import setup_logging
 from edge.contract.recon import MismatchKind, Pattern
 from edge.mqtt.settings import BrokerSettings, TlsSettings
 
@@ -170,7 +170,7 @@ def _hq_run(args: argparse.Namespace) -> int:
         return 2
 
     settings = settings_from(args)
-    setup_logging(settings)
+    logs.configure(settings.logging.level, settings.logging.format)
     broker, prefix = broker_from(args)
     options = HqRunOptions(
         broker=broker,

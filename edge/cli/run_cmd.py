@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import signal
-import sys
 from typing import Any
 
 import uvloop
 
+from edge import logs
 from edge.cli.common import settings_from
 from edge.settings import Settings
 
@@ -21,33 +19,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.logging.json_lines:
-        handler.setFormatter(_JsonLines())
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.logging.level)
-
-
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    setup_logging(settings)
+    # JSON lines for journald unless stderr is a terminal (docs/logging.md)
+    logs.configure(settings.logging.level, settings.logging.format)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(settings))
 

@@ -7,6 +7,7 @@ real `scripts/run` and `scripts/local-broker` start the real gateway and mosquit
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -110,9 +111,13 @@ def test_a_clean_shutdown_ends_with_a_stopped_line(tmp_path: Path, ready: ReadyS
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    lines = log.read_text().splitlines()
-    assert lines[-1] == "INFO edge.app: gateway 0042/gw-03 stopped", lines[-3:]
-    assert not any("example value" in line for line in lines), "real ids: no warning"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # JSON: not a tty
+    assert (lines[-1]["level"], lines[-1]["logger"], lines[-1]["msg"]) == (
+        "INFO",
+        "edge.app",
+        "gateway 0042/gw-03 stopped",
+    ), lines[-3:]
+    assert not any("example value" in line["msg"] for line in lines), "real ids: no warning"
 
 
 @pytest.mark.parametrize(
@@ -136,9 +141,11 @@ def test_a_gateway_on_the_example_ids_warns_at_start(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    warnings = [line for line in log.read_text().splitlines() if "example value" in line]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    warnings = [r for r in records if "example value" in r["msg"]]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith(f"WARNING edge.app: {named}: set ")
+    assert (warnings[0]["level"], warnings[0]["logger"]) == ("WARNING", "edge.app")
+    assert warnings[0]["msg"].startswith(f"{named}: set ")
 
 
 def test_the_example_configuration_holds_the_ids_the_warning_looks_for() -> None:

@@ -308,6 +308,7 @@ async def test_a_failure_after_the_upgrade_closes_with_1011_logged_and_counted(
         assert ws.close_code == 1011
         request_id = str(message.extra).rsplit(" ", 1)[-1].rstrip(")")
         assert len(request_id) == 16, message.extra
+        assert request_id.startswith("r"), message.extra
     assert failures == [1]
     logged = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
     assert len(logged) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import subprocess
@@ -92,4 +93,5 @@ async def test_broker_killed_with_sigterm_under_load_still_exits_in_time(
     assert not wal.exists() or wal.stat().st_size == 0, "the ledger was closed cleanly"
     assert "stopped" in gw.log.read_text().splitlines()[-1]
     for hq in hqs:
-        assert hq.log.read_text().rstrip().endswith("stopped"), hq.log.read_text()[-2000:]
+        last = json.loads(hq.log.read_text().splitlines()[-1])  # JSON lines: not a tty
+        assert last["msg"].endswith("stopped"), hq.log.read_text()[-2000:]

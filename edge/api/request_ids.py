@@ -1,0 +1,58 @@
+"""Every LAN API request has an id: the register's own `X-Request-Id` when it sends a usable
+one, else a new one. It is answered in the `X-Request-Id` header and in problem bodies, and
+every record logged while the request is handled names it (edge/logs.py), so store IT can
+find a register's failed request in the journal by the id the register shows.
+
+One line per request is logged when it is answered, by route template rather than by path
+(a path holds sale ids and Return IDs a register chose): writes and refusals at INFO,
+successful reads at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from edge import logs
+from edge.api.routes import Handler
+
+HEADER = "X-Request-Id"
+REQUEST_ID = web.RequestKey("request_id", str)
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+log = logging.getLogger("edge.api.requests")
+
+
+def request_id_of(request: web.Request) -> str | None:
+    """The id `request_ids` gave this request, if it got that far."""
+    return request.get(REQUEST_ID)
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = logs.accepted_request_id(request.headers.get(HEADER)) or logs.new_request_id()
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    with logs.request_scope(request_id):
+        response = await handler(request)
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "(no route)"
+        quiet = request.method in _READS and response.status < 400
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "%s %s: %d in %.1f ms",
+            request.method,
+            name,
+            response.status,
+            (time.perf_counter() - started) * 1000,
+        )
+    return response
+
+
+async def answer_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the id goes out on every response, a WebSocket's too."""
+    request_id = request_id_of(request)
+    if request_id is not None:
+        response.headers[HEADER] = request_id
