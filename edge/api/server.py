@@ -14,6 +14,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from types import TracebackType
 
@@ -32,6 +33,7 @@ from edge.api.problems import (
 )
 from edge.api.reconciliation import ReconciliationApi
 from edge.api.refunds import RefundsApi
+from edge.api.request_ids import answer_request_id, request_ids
 from edge.api.routes import Route
 from edge.api.sales import SalesApi
 
@@ -83,6 +85,7 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
         metrics = ctx.metrics
         metrics.child(metrics.latency, name).observe(time.perf_counter() - started)
         metrics.child(metrics.requests, name, str(response.status)).inc()
+        metrics.outcome(request.method, name, response)  # refunds and sales by outcome
         if response.status >= 400 and response.content_type == MEDIA_TYPE:
             ctx.metrics.refusals.labels(str(response.status)).inc()
             if response.status == INTERNAL_ERROR_STATUS:  # the catch-all in problem_middleware
@@ -91,8 +94,9 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
 
     app = web.Application(
         client_max_size=ctx.settings.lan.max_body_bytes,
-        middlewares=[measure, problem_middleware],
+        middlewares=[request_ids, measure, problem_middleware],
     )
+    app.on_response_prepare.append(answer_request_id)
     app[BODY_TIMEOUT] = ctx.settings.lan.body_timeout_s
     app.router.add_post("/oauth/token", ctx.auth.token_endpoint)
     for route in routes:
@@ -101,12 +105,21 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
 
 
 class LanServer:
+    """The LAN listener: HTTPS when given an `ssl_context` (see `edge.api.tls`)."""
+
     def __init__(
-        self, ctx: ApiContext, host: str, port: int, extra: list[Route] | None = None
+        self,
+        ctx: ApiContext,
+        host: str,
+        port: int,
+        extra: list[Route] | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._app = build_app(ctx, extra)
         self._host = host
         self._port = port
+        self._ssl_context = ssl_context
         self._grace = ctx.settings.lan.shutdown_grace_s
         self._header_timeout = ctx.settings.lan.header_timeout_s
         self._runner: web.AppRunner | None = None
@@ -122,12 +135,22 @@ class LanServer:
             keepalive_timeout=self._header_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner,
+            self._host,
+            self._port,
+            reuse_address=True,
+            ssl_context=self._ssl_context,
+        )
         await site.start()
         addresses = self._runner.addresses  # the bound port matters when configured as 0
         self.port = int(addresses[0][1]) if addresses else self._port
-        log.info("LAN API listening on %s:%s", self._host, self.port)
+        log.info("LAN API listening on %s://%s:%s", self.scheme, self._host, self.port)
         return self
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self._ssl_context is None else "https"
 
     async def __aexit__(
         self,

@@ -90,14 +90,24 @@ class _Unsupported(MqttLinkError):
 
 
 def tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Verify the broker (system CAs or `ca_file`), TLS 1.2 at least, optional client cert."""
+    """Verify the broker (system CAs or `ca_file`), TLS 1.2 or 1.3 at least (`min_version`),
+    optional client cert."""
     ctx = ssl.create_default_context(
         ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
     )
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
     if tls.cert_file is not None and tls.key_file is not None:
         ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     return ctx
+
+
+def _tls_hint(tls: TlsSettings, exc: ssl.SSLError) -> str:
+    """What to look at when the handshake failed on the protocol version."""
+    if tls.min_version == "1.3" and "VERSION" in str(exc).upper():
+        return " (the link requires TLS 1.3, tls.min_version = '1.3'; the broker offers less)"
+    return ""
 
 
 class MqttClient:
@@ -330,7 +340,11 @@ class MqttClient:
         except asyncio.CancelledError:
             pending.add_done_callback(lambda _f: session.close())
             raise
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        except ssl.SSLError as exc:
+            session.close()
+            hint = _tls_hint(broker.tls, exc)
+            raise MqttLinkError(f"cannot reach {broker.host}:{broker.port}: {exc}{hint}") from None
+        except (OSError, ValueError) as exc:
             session.close()
             raise MqttLinkError(f"cannot reach {broker.host}:{broker.port}: {exc}") from None
         try:
