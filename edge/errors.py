@@ -28,6 +28,11 @@ class StorageError(EdgeError):
     """The ledger could not durably write or read (disk full, I/O error, locked)."""
 
 
+class StorageWriteError(StorageError):
+    """The disk cannot take a write (full, read-only or failing): nothing was written, and
+    the ledger reports storage as failed until a write or a probe succeeds again."""
+
+
 class OutboxError(StorageError):
     """The outbox could not hand out or settle an event."""
 

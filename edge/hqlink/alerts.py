@@ -81,3 +81,15 @@ class Alerts:
             self._client.publish(self._out_topic, encode(entry), qos=1)
         except MqttLinkError:
             self._unsent.append(entry)
+
+
+STORAGE_ALERT = "storage-unavailable"
+
+
+def report_storage(alerts: Alerts, problem: str | None) -> None:
+    """The ledger's disk as an alert: critical while it refuses writes (refunds get 503),
+    cleared once a write or the storage probe succeeds (edge/ledger/storage.py)."""
+    if problem is None:
+        alerts.clear(STORAGE_ALERT)
+    else:
+        alerts.raise_(STORAGE_ALERT, "critical", problem)

@@ -18,7 +18,7 @@ from edge.bus import EventBus
 from edge.contract.timefmt import iso, utcnow
 from edge.domain.sale import PricedSale
 from edge.domain.views import RefundView, SaleView
-from edge.errors import StorageError
+from edge.errors import StorageError, StorageWriteError
 from edge.events import OutboxAppended, RefundUpdated
 from edge.ledger import people
 from edge.ledger.audit import append_audit
@@ -34,6 +34,7 @@ from edge.ledger.refunds import (
 )
 from edge.ledger.sales import RecordedSale, record_sale, sale_view
 from edge.ledger.status import LedgerStatus, ledger_status, touch
+from edge.ledger.storage import StorageHealth
 from edge.ledger.writer import LedgerWriter, WriteFn
 
 T = TypeVar("T")
@@ -45,7 +46,10 @@ class Ledger:
         self.origin = origin
         self._bus = bus
         self._stack = AsyncExitStack()
-        self._writer = LedgerWriter(path)
+        # Whether the disk takes the ledger's writes: /readyz, metrics and the storage
+        # alert read it (see edge/ledger/storage.py).
+        self.storage = StorageHealth()
+        self._writer = LedgerWriter(path, storage=self.storage)
         self._reader: ThreadConnection | None = None
 
     async def __aenter__(self) -> Ledger:
@@ -138,8 +142,31 @@ class Ledger:
 
     # ---- status and housekeeping ---------------------------------------------------
 
+    @property
+    def storage_ok(self) -> bool:
+        """False from a write the disk refused until a write or the storage probe succeeds."""
+        return self.storage.ok
+
+    @property
+    def storage_failed_since(self) -> datetime | None:
+        return self.storage.failed_since
+
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the single writer still takes jobs (see `LedgerWriter.alive`)."""
+        return self._writer.alive
+
+    async def ping_writer(self) -> None:
+        """Returns once the writer has run a job that writes nothing: it is alive and not
+        stuck. Unlike `check_writable`, a full disk does not fail it."""
+        await self.write(touch)
+
     async def check_writable(self) -> None:
-        """Raises StorageError unless a write transaction can be taken and committed now."""
+        """Raises StorageError unless a write transaction can be taken and committed now,
+        and the disk took the last write that needed space (a transaction that writes
+        nothing commits on a full disk too)."""
+        if not self.storage.ok:
+            raise StorageWriteError(self.storage.describe())
         await self.write(touch)
 
     async def status(self) -> LedgerStatus:

@@ -3,7 +3,10 @@
 All writes go through one connection and one queue. Each request's work is a plain
 function run on the connection's thread inside its own SAVEPOINT; the jobs that queued
 up while the previous commit was being fsynced share the next transaction, so many
-concurrent refunds cost one fsync, and a job that fails rolls back alone.
+concurrent refunds cost one fsync, and a job that fails rolls back alone. A disk that
+refuses the commit (full, failing, read-only) fails the whole batch, since SQLite rolls the
+transaction back; the writer reports that to the ledger's `StorageHealth`
+(edge/ledger/storage.py) and the next commit that writes reports the disk well again.
 
 The connection's thread takes the jobs from the queue itself and goes on to the next
 batch as soon as a commit returns: the event loop only queues jobs and hands out the
@@ -24,8 +27,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from edge.domain.errors import DomainError
-from edge.errors import EdgeError, StorageError
+from edge.errors import EdgeError, StorageError, StorageWriteError
 from edge.ledger.db import ThreadConnection, apply_migrations
+from edge.ledger.storage import StorageHealth, is_storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,17 @@ _Outcome = tuple[bool, Any]
 class LedgerWriter:
     """Owns the write connection, and the loop on its thread that commits jobs in groups."""
 
-    def __init__(self, path: Path, *, max_batch: int = 256, queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_batch: int = 256,
+        queue_size: int = 10_000,
+        storage: StorageHealth | None = None,
+    ) -> None:
+        """`storage`: where a write the disk refused, and the next one it took, are told."""
         self._path = path
+        self.storage = storage or StorageHealth()
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._queue_size = queue_size
@@ -72,16 +85,22 @@ class LedgerWriter:
     ) -> None:
         await self.close()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the writer's loop still takes jobs on its thread. It ends when closed, or
+        when a bug escapes it: then no write could ever complete (the watchdog's concern)."""
+        return self._task is not None and not self._task.done()
+
     async def close(self) -> None:
         """Commit what is queued, then close. Safe to call more than once."""
         if self._closing:
             if self._task is not None:
-                await asyncio.shield(self._task)
+                await _ended(self._task)
             return
         self._closing = True
         if self._task is not None:
             self._jobs.put(None)
-            await asyncio.shield(self._task)
+            await _ended(self._task)
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -90,6 +109,8 @@ class LedgerWriter:
         """Run `fn` in a transaction; returns once its effects are durable on disk."""
         if self._closing or self._task is None:
             raise StorageError("the ledger is closed")
+        if self._task.done():
+            raise StorageError("the ledger writer has stopped; the gateway must be restarted")
         loop = asyncio.get_running_loop()
         while self._queued >= self._queue_size:  # the disk is far behind: wait for room
             room = loop.create_future()
@@ -129,28 +150,44 @@ class LedgerWriter:
                     break
                 batch.append(item)
             try:
-                outcomes = self._commit(conn, batch)
+                outcomes, wrote = self._commit(conn, batch)
             except BaseException as exc:  # a bug: fail the batch's callers, then stop
-                loop.call_soon_threadsafe(self._deliver, batch, [(False, exc)] * len(batch))
+                failed = [(False, exc)] * len(batch)
+                loop.call_soon_threadsafe(self._deliver, batch, failed, False)
                 raise
-            loop.call_soon_threadsafe(self._deliver, batch, outcomes)
+            loop.call_soon_threadsafe(self._deliver, batch, outcomes, wrote)
             if stop:
                 return
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> tuple[list[_Outcome], bool]:
+        """Each job's outcome, and whether the commit wrote anything (a commit that changed
+        no row proves nothing about the disk)."""
+        changes = conn.total_changes
+        wrote = False
         try:
             outcomes = _run_batch(conn, [fn for fn, _ in batch])
             self.commits += 1
+            wrote = conn.total_changes > changes and any(ok for ok, _ in outcomes)
         except sqlite3.Error as exc:
             self.failed_commits += 1
             log.error("ledger commit of %d job(s) failed: %s", len(batch), exc)
-            failure = StorageError(f"the ledger could not commit: {exc}")
+            kind = StorageWriteError if is_storage_fault(exc) else StorageError
+            failure = kind(f"the ledger could not commit: {exc}")
             outcomes = [(False, failure)] * len(batch)
         self.jobs += len(batch)
-        return outcomes
+        return outcomes, wrote
 
-    def _deliver(self, batch: list[_Job], outcomes: list[_Outcome]) -> None:
-        """On the event loop: each caller's result or error, and room for waiting writers."""
+    def _deliver(self, batch: list[_Job], outcomes: list[_Outcome], wrote: bool) -> None:
+        """On the event loop: the storage state, each caller's result or error, and room for
+        waiting writers. The state comes first, so a caller told 503 finds /readyz agreeing."""
+        refused = next(
+            (value for ok, value in outcomes if not ok and isinstance(value, StorageWriteError)),
+            None,
+        )
+        if refused is not None:
+            self.storage.failed(str(refused))
+        elif wrote:
+            self.storage.recovered("a ledger write committed")
         self._queued -= len(batch)
         while self._waiting:
             room = self._waiting.popleft()
@@ -165,6 +202,15 @@ class LedgerWriter:
                 fut.set_exception(value)
 
 
+async def _ended(task: asyncio.Task[None]) -> None:
+    """Wait for the writer's loop to end. One that a bug already ended is logged, not raised
+    again, so that closing still closes the connection."""
+    if not task.done():
+        await asyncio.shield(task)
+    elif not task.cancelled() and (failure := task.exception()) is not None:
+        log.error("the ledger writer had stopped", exc_info=failure)
+
+
 def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[_Outcome]:
     """One transaction; each job in its own savepoint. Runs on the connection thread."""
     conn.execute("BEGIN IMMEDIATE")
@@ -174,7 +220,9 @@ def _run_batch(conn: sqlite3.Connection, fns: list[WriteFn[Any]]) -> list[_Outco
             conn.execute("SAVEPOINT job")
             try:
                 result = fn(conn)
-            except Exception as exc:  # noqa: BLE001 - the job fails alone, savepoint undone
+            except Exception as exc:  # the job fails alone, its savepoint undone
+                if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+                    raise  # SQLite rolled it all back (a full or failing disk): none is written
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 outcomes.append((False, _translate(exc)))
@@ -194,6 +242,7 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, DomainError | EdgeError):
         return exc
     if isinstance(exc, sqlite3.Error):
-        return StorageError(f"the ledger refused a write: {exc}")
+        kind = StorageWriteError if is_storage_fault(exc) else StorageError
+        return kind(f"the ledger refused a write: {exc}")
     log.error("ledger job failed", exc_info=exc)
     return exc
