@@ -18,6 +18,7 @@ import binascii
 import os
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ from edge.ledger.people import Client, secret_matches
 CLIENT_CACHE_S = 5.0
 ISSUER = "edge-gateway"
 MAX_KNOWN_TOKENS = 10_000
+# Why authentication failed, as /metrics counts it (edge_auth_failures_total{reason}).
+FAILURE_REASONS = (
+    "bad-client-credentials",  # POST /oauth/token: unknown or revoked client, wrong secret
+    "missing-token",
+    "invalid-token",  # not ours, tampered with, or issued for another lane binding
+    "expired-token",
+    "revoked-client",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,7 @@ class Authenticator:
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._tokens: dict[str, _Verified] = {}
+        self.failures: Counter[str] = Counter()  # by FAILURE_REASONS, read by /metrics
 
     async def _client(self, client_id: str) -> Client | None:
         now = time.monotonic()
@@ -155,6 +165,7 @@ class Authenticator:
             or not secret
             or not secret_matches(secret, client.secret_hash)
         ):
+            self.failures["bad-client-credentials"] += 1
             raise OAuthError("invalid_client", "unknown client or bad secret", 401)
         if form.get("grant_type") != "client_credentials":
             raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
@@ -164,8 +175,10 @@ class Authenticator:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
+            self.failures["missing-token"] += 1
             raise _unauthorized("send Authorization: Bearer <token> from POST /oauth/token")
         if not token.isascii():  # our tokens are ASCII; other bytes would fail to encode
+            self.failures["invalid-token"] += 1
             raise _unauthorized("the access token is not valid", "invalid_token")
         token = token.strip()
         verified = self._tokens.get(token)
@@ -174,8 +187,10 @@ class Authenticator:
             verified = self._verify(token)
         client = await self._client(verified.client_id)
         if client is None or client.revoked:
+            self.failures["revoked-client"] += 1
             raise _unauthorized("this client has been revoked", "invalid_token")
         if verified.lane != client.lane:  # issued for another binding: get a new token
+            self.failures["invalid-token"] += 1
             raise _unauthorized("the access token is not valid", "invalid_token")
         return Principal(client.client_id, client.role, client.lane)
 
@@ -191,8 +206,10 @@ class Authenticator:
                 options={"require": ["exp", "sub", "iss"]},
             )
         except jwt.ExpiredSignatureError:
+            self.failures["expired-token"] += 1
             raise _unauthorized("the access token has expired", "invalid_token") from None
         except jwt.InvalidTokenError:
+            self.failures["invalid-token"] += 1
             raise _unauthorized("the access token is not valid", "invalid_token") from None
         verified = _Verified(float(claims["exp"]), str(claims["sub"]), claims.get("lane"))
         if len(self._tokens) >= MAX_KNOWN_TOKENS:

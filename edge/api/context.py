@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +22,9 @@ from edge.api.pin_check import ManagerLocks
 from edge.api.problems import ProblemError, from_validation
 from edge.bus import EventBus
 from edge.canonical import canonical_json
+from edge.contract.payloads import AlertMsg
 from edge.domain.views import SaleView
+from edge.lanes.router import DeviceHealth
 from edge.ledger.ledger import Ledger
 from edge.ledger.refunds import RefundRules
 from edge.settings import Settings
@@ -43,6 +47,35 @@ class HqLinkView(Protocol):
     async def run_checkpoint(self) -> str:
         """Run the reconciliation checkpoint now; the id of its report."""
         ...
+
+
+class LinkDetails(Protocol):
+    """What the status page and /metrics show of the HQ link besides its state."""
+
+    @property
+    def state_since(self) -> float:
+        """When the link last went online or offline (Unix time)."""
+        ...
+
+    @property
+    def last_ack_at(self) -> float | None:
+        """When HQ last acked an event since the gateway started (Unix time)."""
+        ...
+
+    def open_alerts(self) -> list[AlertMsg]: ...
+
+
+class LaneActivity(Protocol):
+    """Devices and lanes as the status page and /metrics see them (the lane router)."""
+
+    @property
+    def health(self) -> Mapping[str, DeviceHealth]: ...
+
+    @property
+    def lane_scans(self) -> Mapping[str, int]: ...
+
+    @property
+    def last_scan_at(self) -> Mapping[str, datetime]: ...
 
 
 class GrantRedeemer(Protocol):
@@ -70,6 +103,10 @@ class ApiContext:
     # SHA-256 of the LAN API's TLS certificate ("AB:CD:..."), shown so registers can pin
     # it; None while the API serves plain HTTP.
     tls_fingerprint: str | None = None
+    # For the status page and /metrics: the HQ link's since/last-ack/alerts, and the
+    # devices' states and the lanes' scans (None: not shown).
+    link_details: LinkDetails | None = None
+    lanes: LaneActivity | None = None
 
     @cached_property
     def refund_rules(self) -> RefundRules:
@@ -133,10 +170,15 @@ class StandaloneLink:
 
     online = False
     state = "not-configured"
+    last_ack_at = None
 
     def __init__(self, checkpoint: Callable[[], Awaitable[str]] | None = None) -> None:
         self._checkpoint = checkpoint
         self._turn = asyncio.Lock()
+        self.state_since = time.time()
+
+    def open_alerts(self) -> list[AlertMsg]:
+        return []
 
     async def lookup_order(self, code: str) -> SaleView | None:
         return None

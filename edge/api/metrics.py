@@ -2,20 +2,43 @@
 
 Besides the API's own counters, /metrics shows the gateway's failures that did not stop
 it: supervised tasks restarted after a bug and event-bus subscribers that raised, read
-from the counts their supervisors keep.
+from the counts their supervisors keep. The gauges that need the ledger, the HQ link or
+the devices are read at each scrape (`edge.api.gauges`). Every metric is listed in
+docs/monitoring.md.
+
+No family carries `_created` samples: they double the series of every counter and
+histogram for a start time Prometheus does not need (`process_start_time_seconds` has it).
+prometheus-client's switch is process-wide, which both programs want.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 W = TypeVar("W", bound=MetricWrapperBase)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# The operations counted by outcome: their route (POST) and what /metrics calls them.
+OUTCOME_ROUTES = {"/v1/refunds": "refund", "/v1/sales": "sale"}
+SUCCESS = "success"
 
 
 class _Tally:
@@ -59,8 +82,39 @@ class ApiMetrics:
             "LAN API request latency",
             ["route"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            buckets=LATENCY_BUCKETS,
         )
+        self.refund_seconds = Histogram(
+            "edge_refund_processing_seconds",
+            "Time a refund spends in the ledger: queued for the writer, checked, written and"
+            " fsynced (its group commit)",
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.outcomes = {
+            "refund": Counter(
+                "edge_refund_requests_total",
+                "POST /v1/refunds answers: success, or the problem type (slug) it was refused with",
+                ["outcome"],
+                registry=self.registry,
+            ),
+            "sale": Counter(
+                "edge_sale_requests_total",
+                "POST /v1/sales answers: success, or the problem type (slug) it was refused with",
+                ["outcome"],
+                registry=self.registry,
+            ),
+        }
+        self.replays = Counter(
+            "edge_idempotent_replays_total",
+            "Requests answered with the stored response of an earlier identical one (a refund"
+            " with the same Idempotency-Key and body, a sale sent again), by operation",
+            ["operation"],
+            registry=self.registry,
+        )
+        for operation, counter in self.outcomes.items():  # so rate() has a first point
+            counter.labels(SUCCESS)
+            self.replays.labels(operation)
         self.refunds = Counter(
             "edge_refunds_total",
             "Refunds recorded, by kind and whether HQ was reachable",
@@ -102,6 +156,23 @@ class ApiMetrics:
         )
         for collector in collectors:
             self.registry.register(collector)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def outcome(self, method: str, route: str, response: web.StreamResponse) -> None:
+        """Count a refund or sale request by how it ended (any other request: nothing)."""
+        operation = OUTCOME_ROUTES.get(route)
+        if operation is None or method != "POST":
+            return
+        if response.status >= 400:
+            self.child(self.outcomes[operation], _problem_slug(response)).inc()
+            return
+        self.child(self.outcomes[operation], SUCCESS).inc()
+        if response.headers.get("Idempotent-Replayed") == "true" or (
+            operation == "sale" and response.status == 200
+        ):
+            self.child(self.replays, operation).inc()
 
     def child(self, metric: W, *values: str) -> W:
         """`metric.labels(*values)`, looked up once: prometheus-client checks the values and
@@ -111,3 +182,17 @@ class ApiMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found  # type: ignore[return-value]
+
+
+def _problem_slug(response: web.StreamResponse) -> str:
+    """The problem type's slug of an error answer (every one is RFC 9457 JSON, made by
+    `edge.api.problems`); `http-<status>` should one ever not be."""
+    fallback = f"http-{response.status}"
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return fallback
+    try:
+        kind = json.loads(body).get("type")
+    except (ValueError, AttributeError):
+        return fallback
+    return kind.rsplit("/", 1)[-1] if isinstance(kind, str) else fallback

@@ -1,14 +1,15 @@
 """Operations endpoints for store IT: liveness, readiness, metrics, OpenAPI, status page.
 
-The figures come from the ledger's own status functions (the same ones HQ's health
-message reads), never from SQL written here.
+/readyz, the status page and /metrics show one set of facts, gathered per request by
+`edge.api.status_view` from the ledger's own status functions (the same ones HQ's health
+message reads), never from SQL written here, and judged into one verdict by
+`edge.api.verdict`; the page is rendered by `edge.api.status_page` and the scrape-time
+gauges by `edge.api.gauges`.
 """
 
 from __future__ import annotations
 
-import html
-import shutil
-import time
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -16,11 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge import __version__
 from edge.api.context import ApiContext
-from edge.api.routes import Route
+from edge.api.gauges import Scrape
+from edge.api.routes import Param, Route
+from edge.api.status_page import REFRESH_MAX_S, REFRESH_MIN_S, REFRESH_S, refresh_seconds, render
+from edge.api.status_view import Facts, StatusView
+from edge.api.verdict import Verdict, judge
 from edge.contract.timefmt import iso
-from edge.errors import StorageError
-from edge.ledger import recon
-from edge.ledger.status import LedgerStatus
 
 JSON = "application/json"
 
@@ -29,7 +31,7 @@ class OpsApi:
     def __init__(self, ctx: ApiContext, openapi: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.openapi = openapi or {}
-        self.started = time.monotonic()
+        self.view = StatusView(ctx)
 
     def routes(self) -> list[Route]:
         return [
@@ -38,7 +40,7 @@ class OpsApi:
                 "GET",
                 "/readyz",
                 self.readyz,
-                "Ready: database writable; HQ link and device states",
+                "Ready: database writable; the verdict, HQ link, outbox and device states",
                 media=JSON,
                 also=((503, "not ready: the ledger cannot write (same body as 200)"),),
             ),
@@ -46,106 +48,87 @@ class OpsApi:
             Route(
                 "GET", "/openapi.json", self.openapi_json, "This API's OpenAPI document", media=JSON
             ),
-            Route("GET", "/", self.status_page, "Status page for store IT", media="text/html"),
+            Route(
+                "GET",
+                "/",
+                self.status_page,
+                "Status page for store IT (reloads itself)",
+                media="text/html",
+                problems=("validation-failed",),
+                query=(
+                    Param(
+                        "refresh",
+                        f"seconds between reloads, {REFRESH_MIN_S}-{REFRESH_MAX_S}"
+                        f" (default {REFRESH_S})",
+                        pattern="^[0-9]{1,6}$",
+                    ),
+                ),
+            ),
         ]
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
 
-    async def status(self) -> dict[str, Any]:
-        """The facts shared by /readyz and the status page."""
-        db_ok, db_detail = True, "writable"
-        ledger: LedgerStatus | None = None
-        try:
-            await self.ctx.ledger.check_writable()
-            ledger = await self.ctx.ledger.status()
-        except StorageError as exc:
-            db_ok, db_detail = False, str(exc)
-        stats = None if ledger is None else ledger.outbox
-        disk = shutil.disk_usage(self.ctx.settings.data_dir)
-        checks: dict[str, Any] = {}
-        for check in self.ctx.extra_ready_checks:
-            ok, detail = await check()
-            checks.update(detail)
-            db_ok = db_ok and ok
-        return {
-            "ready": db_ok,
-            "version": __version__,
-            "store_id": self.ctx.settings.store_id,
-            "gateway_id": self.ctx.settings.gateway_id,
-            "uptime_s": int(time.monotonic() - self.started),
-            "database": {"ok": db_detail == "writable", "detail": db_detail},
-            "hq_link": {"online": self.ctx.link.online, "state": self.ctx.link.state},
-            "outbox": None
-            if stats is None
-            else {
-                "pending": stats.pending,
-                "oldest_pending_at": stats.oldest_pending_at,
-                "last_seq": stats.last_seq,
-                "last_acked_at": stats.last_acked_at,
-            },
-            "refunds_today": None if ledger is None else ledger.refunds_today,
-            "disk_free_bytes": disk.free,
-            **checks,
-        }
-
     async def readyz(self, request: web.Request) -> web.Response:
-        status = await self.status()
-        return web.json_response(status, status=200 if status["ready"] else 503)
+        facts = await self.view.gather("ready")
+        body = _readyz_body(facts, judge(facts))
+        return web.json_response(body, status=200 if facts.ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.ctx.metrics.registry)
+        facts = await self.view.gather("metrics")
+        body = generate_latest(Scrape(self.ctx.metrics.registry, facts))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.openapi)
 
-    async def reconciliation(self) -> dict[str, Any]:
-        """Open mismatches and the latest report, in counts only: the page needs no login,
-        so no amounts or refund ids."""
-
-        def read(conn: recon.Connection) -> dict[str, Any]:
-            report = recon.latest_report(conn)
-            return {
-                "open_mismatches": recon.open_mismatch_count(conn),
-                "latest_report": "none yet"
-                if report is None
-                else f"{report.report_id} at {iso(report.generated_at)}:"
-                f" {report.checked} checked, {report.matched} matched,"
-                f" {len(report.mismatches)} mismatches",
-            }
-
-        try:
-            return await self.ctx.ledger.read(read)
-        except StorageError as exc:
-            return {"unavailable": str(exc)}
-
     async def status_page(self, request: web.Request) -> web.Response:
-        status = {**await self.status(), "reconciliation": await self.reconciliation()}
-        rows = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in _flatten(status)
-        )
-        page = (
-            "<!doctype html><meta charset=utf-8><title>edge gateway</title>"
-            "<style>body{font:15px system-ui;margin:2em}th{text-align:left;padding-right:2em}"
-            "</style><h1>Edge gateway "
-            + html.escape(status["store_id"])
-            + " / "
-            + html.escape(status["gateway_id"])
-            + "</h1>"
-            + ("<p>Ready.</p>" if status["ready"] else "<p><b>NOT READY</b></p>")
-            + f"<table>{rows}</table>"
-        )
-        return web.Response(text=page, content_type="text/html")
+        refresh_s = refresh_seconds(request.query.get("refresh"))
+        facts = await self.view.gather("page")
+        nonce = secrets.token_urlsafe(16)
+        page = render(facts, judge(facts), refresh_s=refresh_s, nonce=nonce)
+        return web.Response(text=page, content_type="text/html", headers=_page_headers(nonce))
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out += _flatten(value, name + ".")
-        else:
-            out.append((name, value))
-    return out
+def _page_headers(nonce: str) -> dict[str, str]:
+    """The page runs no script and loads nothing: only its own inline style is allowed."""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none';"
+            " form-action 'none'; frame-ancestors 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def _readyz_body(facts: Facts, verdict: Verdict) -> dict[str, Any]:
+    """/readyz's JSON: the fields it always had, plus the verdict and the link's times."""
+    outbox, link = facts.outbox, facts.link
+    stats = None if facts.ledger is None else facts.ledger.outbox
+    return {
+        "ready": facts.ready,
+        "version": facts.version,
+        "store_id": facts.store_id,
+        "gateway_id": facts.gateway_id,
+        "uptime_s": int(facts.uptime_s),
+        "database": {"ok": facts.writable, "detail": facts.database_detail},
+        "hq_link": {"online": facts.link.online, "state": facts.link.state},
+        # as HQ's health message names it; and when the link last went online or offline
+        "last_hq_ack_at": None if link.last_ack_at is None else iso(link.last_ack_at),
+        "hq_link_since": None if link.since is None else iso(link.since),
+        "outbox": None
+        if stats is None or outbox is None
+        else {
+            "pending": stats.pending,
+            "oldest_pending_at": stats.oldest_pending_at,
+            "last_seq": stats.last_seq,
+            "last_acked_at": stats.last_acked_at,
+            "refunds_queued": outbox.refunds_queued,
+        },
+        "refunds_today": None if facts.ledger is None else facts.ledger.refunds_today,
+        "disk_free_bytes": facts.disk.free,
+        "verdict": verdict.as_json(),
+        **facts.checks,
+    }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from aiohttp import web
 
+from edge import logs
 from edge.api import examples
 from edge.api.approvals import approve
 from edge.api.context import ApiContext, fingerprint, parse_model, read_json
@@ -33,6 +37,8 @@ REFUND_PROBLEMS = (
     "idempotency-key-in-flight",
     "storage-unavailable",
 )
+
+log = logging.getLogger(__name__)
 
 
 class RefundsApi:
@@ -110,10 +116,21 @@ class RefundsApi:
         finally:
             self.ctx.in_flight.pop(slot, None)
         refund = outcome.refund
+        logs.bind_return_id(refund.return_id)  # every later record of this request names it
         headers = {"Location": f"/v1/refunds/{refund.return_id}"}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
+            log.info("refund %s: the stored answer replayed for a retry", refund.return_id)
         else:
+            log.info(
+                "refund %s recorded: %s, %s %s to %s%s",
+                refund.return_id,
+                refund.kind,
+                refund.total,
+                refund.currency,
+                refund.refund_to,
+                " (offline)" if refund.offline else "",
+            )
             metrics = self.ctx.metrics
             metrics.child(metrics.refunds, body.kind, str(refund.offline).lower()).inc()
         return json_response(outcome.body, status=outcome.status, headers=headers)
@@ -156,6 +173,7 @@ class RefundsApi:
             approved_by=approved_by,
             offline=not self.ctx.link.online,
         )
+        started = time.perf_counter()
         try:
             return await self.ctx.ledger.create_refund(cmd, self.ctx.refund_rules)
         except (PolicyViolation, StorageError):
@@ -163,6 +181,8 @@ class RefundsApi:
             if body.approval is not None and body.approval.grant and self.ctx.grants:
                 self.ctx.grants.restore(body.approval.grant)
             raise
+        finally:
+            self.ctx.metrics.refund_seconds.observe(time.perf_counter() - started)
 
     async def get_refund(self, request: web.Request) -> web.Response:
         await self.ctx.principal(request, READERS)
@@ -170,6 +190,7 @@ class RefundsApi:
         view = await self.ctx.ledger.refund(return_id)
         if view is None:
             raise NotFound(f"no refund {return_id} is recorded here")
+        logs.bind_return_id(view.return_id)
         return view_response(view)
 
 

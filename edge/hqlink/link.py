@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,7 +23,15 @@ from typing import Any
 
 from edge.bus import EventBus
 from edge.contract.health import BirthMsg, WillMsg
-from edge.contract.payloads import AckMsg, Malformed, PresenceMsg, StateMsg, encode, parse
+from edge.contract.payloads import (
+    AckMsg,
+    AlertMsg,
+    Malformed,
+    PresenceMsg,
+    StateMsg,
+    encode,
+    parse,
+)
 from edge.contract.timefmt import utcnow
 from edge.contract.topics import GatewayTopics
 from edge.domain.errors import HqUnreachable
@@ -73,6 +82,8 @@ class HqLink:
         self._bus = bus
         self._version = version
         self._started_at = utcnow()
+        self._was_online = False
+        self._state_since = time.time()
         self._bd_seq = 0
         self._presence: dict[str, str] = {}
         self._birth_echoed = False
@@ -164,6 +175,28 @@ class HqLink:
     @property
     def online(self) -> bool:
         return self.state == "online"
+
+    # ---- what the status page and /metrics show besides the state ----------------
+
+    @property
+    def state_since(self) -> float:
+        """When the link last went online or offline (Unix time; the link's start while it
+        has never been online), so the status page can say "offline to HQ since 10:42"."""
+        self._note_state(self.online)
+        return self._state_since
+
+    @property
+    def last_ack_at(self) -> float | None:
+        """When HQ last acked an event since the gateway started (Unix time)."""
+        return self.relay.last_ack_at
+
+    def open_alerts(self) -> list[AlertMsg]:
+        return self.alerts.open()
+
+    def _note_state(self, online: bool) -> None:
+        if online != self._was_online:
+            self._was_online = online
+            self._state_since = time.time()
 
     async def run_checkpoint(self) -> str:
         """Run the reconciliation checkpoint now; its report's id (StorageError if the
@@ -324,6 +357,7 @@ class HqLink:
         last = ""
         while True:
             now = self.state
+            self._note_state(now == "online")
             if now != last:
                 level = logging.WARNING if now.startswith("offline") else logging.INFO
                 log.log(level, "HQ link %s", now)

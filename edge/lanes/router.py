@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +75,8 @@ class LaneRouter:
         )
         self.health: dict[str, DeviceHealth] = {}
         self.scans = 0
+        self.lane_scans: Counter[str] = Counter()  # per lane, for /metrics and the status page
+        self.last_scan_at: dict[str, datetime] = {}
         self.repeats = 0
         self.dropped_taps = 0
 
@@ -89,6 +92,9 @@ class LaneRouter:
             self.repeats += 1
             return
         self.scans += 1
+        at = datetime.now(UTC)
+        self.lane_scans[device.lane] += 1
+        self.last_scan_at[device.lane] = at
         self._bus.publish(
             ScanEvent(
                 lane=device.lane,
@@ -96,7 +102,7 @@ class LaneRouter:
                 symbology=scan.symbology,
                 data=scan.data,
                 parsed=scan.parsed,
-                at=datetime.now(UTC),
+                at=at,
             )
         )
 

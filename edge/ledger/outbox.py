@@ -94,10 +94,15 @@ class OutboxStats:
     last_acked_at: str | None
 
 
+# The newest ack: the end of the partial index of acked events (migration 0002). Named,
+# because without statistics SQLite would rather walk every acked event (200 ms at 200,000).
+LAST_ACK = "SELECT max(acked_at) FROM outbox INDEXED BY outbox_acked_by_age WHERE state = 'acked'"
+
+
 def stats(conn: sqlite3.Connection) -> OutboxStats:
     pending, oldest = conn.execute(
         "SELECT count(*), min(occurred_at) FROM outbox WHERE state = 'pending'"
     ).fetchone()
     (last_seq,) = conn.execute("SELECT value FROM counters WHERE name = 'outbox_seq'").fetchone()
-    (last_ack,) = conn.execute("SELECT max(acked_at) FROM outbox").fetchone()
+    (last_ack,) = conn.execute(LAST_ACK).fetchone()
     return OutboxStats(int(pending), oldest, int(last_seq), last_ack)

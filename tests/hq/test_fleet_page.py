@@ -14,18 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from edge.hq.fleet import FleetView
+from tests.chromium import chromium, wait
 from tests.hq.fleet_support import FleetHq, SimGateway, png_size
 from tests.hqlink.broker import Mosquitto
 
-WAIT_S = 15
 NASTY = '<img src=x id="xss" onerror="document.title=1">'
 ROWS_JS = """
 return [...document.querySelectorAll('#fleet tbody tr')].map(tr => ({
@@ -87,12 +83,7 @@ def gateways(broker: Mosquitto, hq: FleetHq) -> Iterator[dict[str, SimGateway]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1500"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.set_page_load_timeout(WAIT_S)
+    driver = chromium()
     yield driver
     driver.quit()
 
@@ -104,12 +95,6 @@ def rows(driver: WebDriver) -> list[dict[str, Any]]:
 
 def stores(driver: WebDriver) -> list[str]:
     return [r["cells"][0] for r in rows(driver)]
-
-
-def wait(driver: WebDriver, predicate: Any, message: str) -> Any:
-    return WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
-        predicate, message
-    )
 
 
 def click(driver: WebDriver, css: str) -> None:

@@ -8,9 +8,7 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -29,8 +27,9 @@ from tests.core.daemon import ROOT
 from tests.hq.fleet_support import FleetHq, SimGateway
 from tests.hqlink.broker import Mosquitto, free_port
 from tests.hqlink.harness import PREFIX
+from tests.promtool import check_metrics as promtool_check_metrics
+from tests.promtool import check_rules, run_rule_tests, samples
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 DOCS = ROOT / "docs"
 
 
@@ -70,25 +69,6 @@ def scrape(url: str) -> str:
     with urllib.request.urlopen(f"{url}/metrics") as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         return str(resp.read().decode())
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PROMTOOL, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def gw(store: str, **more: str) -> tuple[tuple[str, str], ...]:
@@ -145,23 +125,10 @@ def test_a_scrape_of_ten_thousand_gateways_reads_the_fleet_view_then() -> None:
 
 def test_the_alert_rules_pass_promtool_and_their_unit_tests() -> None:
     rules = DOCS / "prometheus" / "hq-alerts.yml"
-    check = subprocess.run(
-        [PROMTOOL, "check", "rules", str(rules)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    check = check_rules(rules)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "7 rules found" in check.stdout
-    unit = subprocess.run(
-        [PROMTOOL, "test", "rules", "hq-alerts.test.yml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=rules.parent,
-    )
+    unit = run_rule_tests(rules.parent / "hq-alerts.test.yml")
     assert unit.returncode == 0, unit.stdout + unit.stderr
     assert "SUCCESS" in unit.stdout
     tests = (rules.parent / "hq-alerts.test.yml").read_text()
