@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +30,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from edge.contract.field_paths import field_path
@@ -59,6 +61,19 @@ CurrencyCode = Annotated[str, AfterValidator(_check_currency)]
 PerCurrency = dict[CurrencyCode, Amount]
 
 
+def _check_zone(name: str) -> str:
+    """An IANA time zone name ("Europe/Berlin") that zoneinfo finds."""
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # not found, not a key, or not a file
+        msg = f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        raise ValueError(msg) from None
+    return name
+
+
+ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_check_zone)]
+
+
 def default_data_dir() -> Path:
     """systemd's StateDirectory when run as a unit, else the user's XDG state dir."""
     if state := os.environ.get("STATE_DIRECTORY"):
@@ -69,6 +84,27 @@ def default_data_dir() -> Path:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class LanTlsSettings(_Section):
+    """HTTPS on the store LAN (docs/lan-security.md).
+
+    `auto` serves HTTPS unless the API is bound to loopback only; `on` always; `off` serves
+    plain HTTP even on the LAN, for registers that cannot do TLS. Without `cert_file` and
+    `key_file` the gateway makes a self-signed certificate under `<data_dir>/tls/`.
+    """
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    min_version: Literal["1.2", "1.3"] = "1.3"
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> LanTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            msg = "cert_file and key_file go together"
+            raise ValueError(msg)
+        return self
 
 
 class LanSettings(_Section):
@@ -82,6 +118,10 @@ class LanSettings(_Section):
     header_timeout_s: float = Field(60.0, gt=0, le=600)
     body_timeout_s: float = Field(15.0, gt=0, le=600)
     max_subscribers_per_client: int = Field(8, ge=1, le=1000)
+    tls: LanTlsSettings = Field(default_factory=LanTlsSettings)
+    # Zeroconf record `_edge-gateway._tcp` so registers find the gateway: `auto` while the
+    # API is bound to a non-loopback address, `on` always, `off` never.
+    advertise: Literal["auto", "on", "off"] = "auto"
 
 
 class RefundSettings(_Section):
@@ -119,8 +159,36 @@ class ManagerSettings(_Section):
 
 
 class LoggingSettings(_Section):
+    """docs/logging.md: `auto` writes one JSON object per line unless stderr is a terminal."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_lines: bool = False
+    format: Literal["auto", "json", "text"] = "auto"
+    json_lines: bool = False  # the older name: true means format = "json"
+
+    @model_validator(mode="after")
+    def _json_lines_means_json(self) -> LoggingSettings:
+        if self.json_lines:
+            if self.format == "text":
+                msg = 'json_lines = true contradicts format = "text"; keep only format'
+                raise ValueError(msg)
+            self.format = "json"
+        return self
+
+
+class StorageSettings(_Section):
+    """The data directory's disk: when `doctor` warns or fails on free space, and how often
+    the gateway probes a disk that refused a write (docs/backup.md)."""
+
+    free_warn_mb: int = Field(256, ge=0)
+    free_fail_mb: int = Field(32, ge=0)
+    probe_interval_s: float = Field(5.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _fail_below_warn(self) -> StorageSettings:
+        if self.free_fail_mb > self.free_warn_mb:
+            msg = "free_fail_mb must not be above free_warn_mb"
+            raise ValueError(msg)
+        return self
 
 
 ENV_PREFIX = "EDGE_"
@@ -134,6 +202,8 @@ class Settings(BaseModel):
     gateway_id: str = Field("gw-01", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
     data_dir: Path = Field(default_factory=default_data_dir)
     currency: CurrencyCode = "USD"
+    # The store's IANA time zone, for the times on the status page; None: the machine's own.
+    timezone: ZoneName | None = None
     lan: LanSettings = Field(default_factory=LanSettings)
     refunds: RefundSettings = Field(default_factory=RefundSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
@@ -144,10 +214,25 @@ class Settings(BaseModel):
     lanes: LanesSettings = Field(default_factory=LanesSettings)
     hq: HqSettings = Field(default_factory=HqSettings)
     recon: ReconSettings = Field(default_factory=ReconSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
+
+
+EXAMPLE_ID_KEYS = ("store_id", "gateway_id")
+
+
+def example_ids(settings: Settings) -> list[str]:
+    """`key = 'value'` for each identity key still at the example value: HQ tells gateways
+    apart by these, so two left on the example would mix their events (the daemon warns
+    at start, `doctor` warns)."""
+    return [
+        f"{key} = {getattr(settings, key)!r}"
+        for key in EXAMPLE_ID_KEYS
+        if getattr(settings, key) == Settings.model_fields[key].default
+    ]
 
 
 def load_settings(

@@ -11,10 +11,30 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
-from edge.cli import admin_cmds, devices_cmd, hq_cmds, recon_cmds, run_cmd
+from edge.cli import (
+    admin_cmds,
+    devices_cmd,
+    discover_cmd,
+    doctor_cmd,
+    hq_cmds,
+    recon_cmds,
+    run_cmd,
+    storage_cmds,
+    tls_cmd,
+)
 from edge.errors import ConfigError
 
-COMMAND_MODULES = [run_cmd, admin_cmds, devices_cmd, hq_cmds, recon_cmds]
+COMMAND_MODULES = [
+    run_cmd,
+    admin_cmds,
+    devices_cmd,
+    hq_cmds,
+    recon_cmds,
+    tls_cmd,
+    discover_cmd,
+    doctor_cmd,
+    storage_cmds,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
