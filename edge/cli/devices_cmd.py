@@ -101,16 +101,9 @@ def _keyboard_rows(devices: DevicesSettings) -> list[dict[str, Any]]:
 
 
 def _pcsc_readers() -> list[str] | str:
-    from smartcard import scard  # noqa: PLC0415
+    from edge.devices.pcsc_reader import list_readers  # noqa: PLC0415 - only with PC/SC readers
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return f"pcscd: {scard.SCardGetErrorMessage(hresult)}"
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        return list(readers) if hresult == scard.SCARD_S_SUCCESS else []
-    finally:
-        scard.SCardReleaseContext(context)
+    return list_readers()
 
 
 def device_rows(devices: DevicesSettings) -> list[dict[str, Any]]:

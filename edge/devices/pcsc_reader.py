@@ -42,6 +42,19 @@ def _error(hresult: int) -> str:
     return str(scard.SCardGetErrorMessage(hresult))
 
 
+def list_readers() -> list[str] | str:
+    """The PC/SC reader names pcscd knows, or why it could not say (for operators' listings:
+    `edge-gateway devices` and `doctor`)."""
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return f"pcscd refused a context: {_error(hresult)}"
+    try:
+        hresult, readers = scard.SCardListReaders(context, [])
+        return [str(r) for r in readers] if hresult == scard.SCARD_S_SUCCESS else []
+    finally:
+        scard.SCardReleaseContext(context)
+
+
 def holds_type2_ndef(atr: bytes) -> bool:
     """Whether the ATR names a card whose NDEF pages read without keys (NFC Forum Type 2)."""
     return (

@@ -189,16 +189,9 @@ def _pcscd_problem(timeout_s: float) -> str | None:
 
 
 def _pcsc_readers() -> list[str] | str:
-    from smartcard import scard  # noqa: PLC0415 - only with PC/SC readers configured
+    from edge.devices.pcsc_reader import list_readers  # noqa: PLC0415 - only with PC/SC readers
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return f"pcscd refused a context: {scard.SCardGetErrorMessage(hresult)}"
-    try:
-        hresult, readers = scard.SCardListReaders(context, [])
-        return [str(r) for r in readers] if hresult == scard.SCARD_S_SUCCESS else []
-    finally:
-        scard.SCardReleaseContext(context)
+    return list_readers()
 
 
 def _attached(

@@ -21,7 +21,7 @@ from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.outbox import Origin, append_events
 from edge.settings import load_settings
 from tests.contract.peers import ContractHq, Gateway, contract_sale
-from tests.core.daemon import CLI, ROOT, free_port
+from tests.core.daemon import cli, free_port
 from tests.hqlink.broker import Mosquitto
 
 LINE = re.compile(r"^(PASS|SKIP|WARN|FAIL)  (\S+) +(.+)$")
@@ -29,15 +29,7 @@ ORIGIN = Origin("0042", "gw-07")
 
 
 def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "doctor", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=60,
-    )
+    return cli(env, "doctor", *args)
 
 
 def doctor_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
