@@ -2,7 +2,7 @@
 503, the HQ link raises a critical alert, nothing is half-written; space back, the alert
 clears and the next refund goes through, without a restart.
 
-The daemon runs in a private mount namespace (`unshare --mount`) with a 8 MiB tmpfs over
+The daemon runs in a private mount namespace (`tests/namespaces.py`) with a 8 MiB tmpfs over
 its data directory, so filling that filesystem touches nothing of the host. The test
 reaches the daemon's filesystem through `/proc/<pid>/root`, registers call the real LAN
 API, and a real mosquitto carries the alert to an MQTT observer.
@@ -30,6 +30,7 @@ from tests.core.conftest import sale
 from tests.core.daemon import ROOT, ReadySocket, env_for, free_port
 from tests.hqlink.broker import Mosquitto
 from tests.hqlink.harness import Observer
+from tests.namespaces import in_private_mounts
 
 ALERTS = "retail/v1/0042/gw-09/alerts"
 TMPFS_SIZE = "8m"
@@ -96,6 +97,7 @@ def ledger_state_of(pid: int, data: Path) -> dict[str, Any]:
             "-t",
             str(pid),
             "-m",
+            "--root",  # the daemon's root: inside a chroot, the chroot's
             f"--wd={ROOT}",
             sys.executable,
             "-c",
@@ -193,7 +195,7 @@ def spawn(script: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes
     """`script` in a mount namespace of its own (a private copy of this one's mounts)."""
     with log.open("ab") as sink:
         return subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            in_private_mounts(script),
             env=env,
             stdout=sink,
             stderr=sink,

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.namespaces import in_private_mounts
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_PARTS = ("pyproject.toml", "README.md", "edge", "config", "systemd", "scripts", "docs")
 SHADOW_FILES = ("passwd", "group", "shadow", "gshadow")
@@ -273,10 +275,12 @@ def udevadm_test(machine: Machine, rules_dir: Path) -> str:
         " && udevadm test /sys/class/net/lo"
     )
     done = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script, "sh", str(rules_dir),
-         str(machine.path("/etc/group"))],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        in_private_mounts(script, str(rules_dir), str(machine.path("/etc/group"))),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from edge.bus import EventBus
 from edge.devices.sink import DeviceRef, DeviceState, TagRead, TapMode
+from tests.namespaces import in_private_mounts
 
 E = TypeVar("E", bound=BaseModel)
 WAIT_S = 5.0
@@ -190,19 +191,13 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "LIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n"
         f"CHANNELID {port}\n"
     )
-    # `unshare --propagation private` fails inside a chroot (its / is no mount point), so
-    # the namespace makes its own mounts private: / where it can, else /run.
-    unshare = ["unshare", "--mount", "--propagation", "unchanged"]
-    if os.geteuid() != 0:
-        unshare.insert(1, "--map-root-user")
-    script = (
-        "{ mount --make-rprivate / || mount --make-rprivate /run; } 2>/dev/null;"
-        " mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/pcscd"
+    command = in_private_mounts(
+        "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/pcscd"
         f" && exec pcscd --foreground --info -c {conf}"
     )
-    proc = subprocess.Popen(
-        [*unshare, "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
-    )
+    if os.geteuid() != 0:
+        command.insert(1, "--map-root-user")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     assert proc.stdout is not None
     os.environ["PCSCLITE_CSOCK_NAME"] = f"/proc/{proc.pid}/root/run/pcscd/pcscd.comm"
     drain: threading.Thread | None = None
