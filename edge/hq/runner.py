@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from edge.hq.heartbeat import beat
 from edge.hq.processor import Erp, SimulatedErp, SimulatedProcessor, SimulatedSettings
 from edge.hq.recon.erp import ProfiledErp
 from edge.hq.recon.erp_profiles import ProfileName, profile
@@ -18,6 +19,7 @@ from edge.hq.service import HqService, HqServiceSettings, default_instance
 from edge.hq.store import HqStore
 from edge.hq.web import FleetServer, stats_of
 from edge.mqtt.settings import BrokerSettings
+from edge.sd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,17 @@ async def run_hq(options: HqRunOptions, stop: asyncio.Event) -> int:
                 server = FleetServer(stats_of(service), options.http_host, options.http_port)
                 await http.enter_async_context(server)
             task = tg.create_task(service.run(), name="hq-service")
+            notifier = Notifier.from_environment()
+
+            def status() -> str:
+                broker = "connected" if service.client.connected else "connecting"
+                return f"instance {settings.instance}; broker {broker}"
+
+            # Started last: READY=1 comes once the store is open and the loops above run.
+            heartbeat = tg.create_task(beat(notifier, status), name="hq-heartbeat")
             await stop.wait()
+            notifier.stopping()
             task.cancel()
+            heartbeat.cancel()
     log.info("HQ service %s stopped", settings.instance)
     return 0

@@ -100,6 +100,15 @@ def test_exposure_is_at_most_2_5_as_documented(units: dict[str, Path], name: str
     assert left_open == OPEN[name]
 
 
+def test_the_hq_unit_is_watched_too(units: dict[str, Path]) -> None:
+    lines = units["edge-gateway-hq.service"].read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines if "=" in line and line[0] != "#")
+    assert settings["Type"] == "notify"
+    assert settings["NotifyAccess"] == "main"
+    assert int(settings["WatchdogSec"]) > 0
+    assert settings["Restart"] == "on-failure"
+
+
 def test_the_gateway_reaches_only_its_kinds_of_device(units: dict[str, Path]) -> None:
     lines = units["edge-gateway.service"].read_text().splitlines()
     allowed = sorted(line.split("=", 1)[1] for line in lines if line.startswith("DeviceAllow="))

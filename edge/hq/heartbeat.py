@@ -1,0 +1,31 @@
+"""The HQ service's heartbeat to systemd: READY=1 once the store is open and every loop
+runs, then STATUS= lines and WATCHDOG=1 pings.
+
+The pings come from the event loop itself, so a stuck loop sends none and systemd restarts
+the service after `WatchdogSec`. A broker that is away is not a reason: the service keeps
+trying and the status line says so; a restart would not bring the broker back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from edge.sd_notify import Notifier
+
+# How often the status line is refreshed when no watchdog asks for more often.
+STATUS_EVERY_S = 15.0
+
+
+async def beat(
+    notifier: Notifier, status: Callable[[], str], status_every_s: float = STATUS_EVERY_S
+) -> None:
+    """READY=1 with the first status line, then one line every period (half the watchdog
+    interval at most, as sd_watchdog_enabled(3) advises)."""
+    watchdog_s = notifier.watchdog_interval_s
+    watchdog = watchdog_s is not None
+    period_s = status_every_s if watchdog_s is None else min(status_every_s, watchdog_s / 2)
+    notifier.ready(status(), watchdog=watchdog)
+    while True:
+        await asyncio.sleep(period_s)
+        notifier.status(status(), watchdog=watchdog)
