@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 
 from edge.api.auth import Authenticator, load_signing_key
-from edge.api.context import ApiContext
+from edge.api.context import ApiContext, HqLinkView
 from edge.api.metrics import ApiMetrics
 from edge.api.server import LanServer
 from edge.bus import EventBus
@@ -153,8 +154,10 @@ def link() -> FixedLink:
     return FixedLink(online=True)
 
 
-@pytest.fixture
-async def gw(settings: Settings, link: FixedLink) -> AsyncIterator[Gateway]:
+@asynccontextmanager
+async def serve_lan(settings: Settings, link: HqLinkView) -> AsyncIterator[Gateway]:
+    """The LAN API on a free loopback port over a real ledger, with an HTTP client whose
+    every response is checked against /openapi.json."""
     bus = EventBus()
     async with Ledger(
         settings.db_path, bus, Origin(settings.store_id, settings.gateway_id)
@@ -175,3 +178,9 @@ async def gw(settings: Settings, link: FixedLink) -> AsyncIterator[Gateway]:
             base = f"http://127.0.0.1:{server.port}"
             await check.load(http, base)
             yield Gateway(base, ctx, ledger, http)
+
+
+@pytest.fixture
+async def gw(settings: Settings, link: FixedLink) -> AsyncIterator[Gateway]:
+    async with serve_lan(settings, link) as gateway:
+        yield gateway

@@ -1,5 +1,5 @@
-"""A real LAN API over a real SQLite ledger for the reconciliation and KPI tests, built as
-`tests/core/conftest.py` builds it, with a link whose checkpoint is the real one, run on
+"""A real LAN API over a real SQLite ledger for the reconciliation and KPI tests, built by
+`tests/core/conftest.py`'s `serve_lan`, with a link whose checkpoint is the real one, run on
 the same ledger (as the standalone gateway runs it)."""
 
 from __future__ import annotations
@@ -7,21 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
-
-from edge.api.auth import Authenticator, load_signing_key
-from edge.api.context import ApiContext, HqLinkView
-from edge.api.metrics import ApiMetrics
-from edge.api.server import LanServer
-from edge.bus import EventBus
+from edge.api.context import HqLinkView
 from edge.contract.timefmt import utcnow
 from edge.domain.views import SaleView
 from edge.hqlink.recon import checkpoint_once
 from edge.ledger.ledger import Ledger
-from edge.ledger.outbox import Origin
 from edge.settings import Settings
-from tests.core.conftest import Gateway
-from tests.openapi_check import ResponseCheck
+from tests.core.conftest import Gateway, serve_lan
 
 
 class CheckpointLink:
@@ -48,26 +40,7 @@ class CheckpointLink:
 
 @asynccontextmanager
 async def lan_gateway(settings: Settings, link: HqLinkView | None = None) -> AsyncIterator[Gateway]:
-    bus = EventBus()
-    async with Ledger(
-        settings.db_path, bus, Origin(settings.store_id, settings.gateway_id)
-    ) as ledger:
-        if link is None:
-            link = CheckpointLink()
-            link.ledger, link.settings = ledger, settings
-        ctx = ApiContext(
-            settings=settings,
-            ledger=ledger,
-            auth=Authenticator(ledger, load_signing_key(settings.data_dir), 3600),
-            bus=bus,
-            link=link,
-            metrics=ApiMetrics(),
-        )
-        check = ResponseCheck()
-        async with (
-            LanServer(ctx, "127.0.0.1", 0) as server,
-            aiohttp.ClientSession(middlewares=(check,)) as http,
-        ):
-            base = f"http://127.0.0.1:{server.port}"
-            await check.load(http, base)
-            yield Gateway(base, ctx, ledger, http)
+    checkpoint = CheckpointLink()
+    async with serve_lan(settings, checkpoint if link is None else link) as gateway:
+        checkpoint.ledger, checkpoint.settings = gateway.ledger, settings
+        yield gateway
