@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from edge.api.orders import OrderJournal
 from edge.bus import EventBus
 from edge.contract.payloads import dumps
 from edge.contract.timefmt import utcnow
-from edge.domain.views import dump
+from edge.domain.views import RefundView, dump
 from edge.events import OutboxAppended, RefundUpdated
 from edge.hqlink.link import HqLink
 from edge.hqlink.settings import HqSettings
@@ -36,6 +37,29 @@ RULES = RefundRules(
     offline_per_refund={},
     offline_pending_cap={},
 )
+
+
+async def refund_one_unit(ledger: Ledger, sale_id: str, units: int) -> RefundView:
+    """A real cash sale of `units` at 1.00 (recorded once) and a real refund of one unit."""
+    if await ledger.sale(sale_id) is None:
+        await OrderJournal(ledger).record(cash_sale(sale_id, units))
+    cmd = RefundCommand(
+        client_id="test",
+        idempotency_key=f"k-{sale_id}-{uuid.uuid4().hex}",
+        fingerprint="f",
+        kind="receipt",
+        sale_id=sale_id,
+        lines=(LineRequest("1", 1, None, False),),
+        refund_to="original",
+        amount=None,
+        currency=None,
+        reason=None,
+        note=None,
+        register_id=None,
+        approved_by=None,
+        offline=False,
+    )
+    return (await ledger.create_refund(cmd, RULES)).refund
 
 
 @dataclass
@@ -73,26 +97,7 @@ class LinkRig:
 
     async def add_refund(self, sale_id: str = "S-1") -> dict[str, Any]:
         """A real sale and a real one-unit cash refund of it."""
-        if await self.ledger.sale(sale_id) is None:
-            await OrderJournal(self.ledger).record(cash_sale(sale_id, 10))
-        cmd = RefundCommand(
-            client_id="test",
-            idempotency_key=f"k-{len(self.updates)}-{utcnow().timestamp()}",
-            fingerprint="f",
-            kind="receipt",
-            sale_id=sale_id,
-            lines=(LineRequest("1", 1, None, False),),
-            refund_to="original",
-            amount=None,
-            currency=None,
-            reason=None,
-            note=None,
-            register_id=None,
-            approved_by=None,
-            offline=False,
-        )
-        outcome = await self.ledger.create_refund(cmd, RULES)
-        return dump(outcome.refund)
+        return dump(await refund_one_unit(self.ledger, sale_id, units=10))
 
 
 @asynccontextmanager

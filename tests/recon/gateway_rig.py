@@ -23,10 +23,9 @@ from edge.hqlink.settings import HqSettings, ReconSettings
 from edge.ledger.db import open_sync
 from edge.ledger.ledger import Ledger
 from edge.ledger.outbox import Origin
-from edge.ledger.refunds import LineRequest, RefundCommand
 from tests.hqlink.broker import Mosquitto
-from tests.hqlink.harness import PREFIX, Observer, cash_sale, fast_broker
-from tests.hqlink.inproc import RULES
+from tests.hqlink.harness import PREFIX, Observer, fast_broker
+from tests.hqlink.inproc import refund_one_unit
 
 STORE = "0042"
 BASE = f"{PREFIX}/{STORE}/gw-01"
@@ -49,25 +48,7 @@ def open_ledger(tmp_path: Path, bus: EventBus | None = None) -> Ledger:
 
 async def make_refund(ledger: Ledger, sale_id: str, units: int = 1) -> RefundView:
     """A real cash sale of `units` at 1.00 and a real refund of one unit of it."""
-    if await ledger.sale(sale_id) is None:
-        await OrderJournal(ledger).record(cash_sale(sale_id, units))
-    cmd = RefundCommand(
-        client_id="test",
-        idempotency_key=f"k-{sale_id}-{utcnow().timestamp()}",
-        fingerprint="f",
-        kind="receipt",
-        sale_id=sale_id,
-        lines=(LineRequest("1", 1, None, False),),
-        refund_to="original",
-        amount=None,
-        currency=None,
-        reason=None,
-        note=None,
-        register_id=None,
-        approved_by=None,
-        offline=False,
-    )
-    return (await ledger.create_refund(cmd, RULES)).refund
+    return await refund_one_unit(ledger, sale_id, units)
 
 
 async def backdate(ledger: Ledger, return_id: str, age: timedelta) -> datetime:
