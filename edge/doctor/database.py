@@ -11,23 +11,15 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import stat
-from pathlib import Path
 
 from edge.doctor.access import ServiceUser, can_access
 from edge.doctor.findings import Finding, failed, passed, skipped, warned
-from edge.ledger.db import migrations
+from edge.ledger.db import migrations, open_read_only
 from edge.ledger.lock import holder_of
 from edge.settings import Settings
 
 MB = 1024 * 1024
 SECRET_FILES = ("ledger.sqlite3", "token-signing.key", "tls/lan-key.pem")
-
-
-def open_read_only(path: Path) -> sqlite3.Connection:
-    """The ledger for reading only; raises sqlite3.Error when it cannot be opened."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
 
 
 def data_dir(settings: Settings, user: ServiceUser) -> Finding:

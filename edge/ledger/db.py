@@ -117,6 +117,14 @@ def open_sync(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The ledger for reading only, beside a running gateway (`doctor`, `backup`): opening it
+    never creates a database; raises sqlite3.Error when it cannot be opened."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
 class ThreadConnection:
     """A sqlite3 connection owned by one worker thread; each call runs there whole.
 
