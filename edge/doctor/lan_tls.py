@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from edge.api.tls import (
-    certificate_fingerprint,
     certificate_paths,
-    first_certificate_der,
+    describe_certificate,
     generated_certificate,
     is_loopback,
     serves_tls,
@@ -42,10 +41,10 @@ def check(settings: Settings, now: datetime) -> Finding:
             "put the store CA's certificate there or fix lan.tls.cert_file",
         )
     try:
-        fingerprint = certificate_fingerprint(cert)
-        expires = _not_after(first_certificate_der(cert))
+        info = describe_certificate(cert)
     except (OSError, ValueError) as exc:
         return failed("lan-tls", f"cannot read {cert}: {exc}", "replace the certificate")
+    fingerprint, expires = info.fingerprint, info.not_after
     days = (expires - now).days
     renew = (
         "make a new one (edge-gateway tls generate --force, then restart the gateway)"
@@ -69,9 +68,3 @@ def check(settings: Settings, now: datetime) -> Finding:
             **data,
         )
     return passed("lan-tls", f"{detail}; registers pin this fingerprint", **data)
-
-
-def _not_after(der: bytes) -> datetime:
-    from cryptography import x509  # noqa: PLC0415 - only to read the expiry
-
-    return x509.load_der_x509_certificate(der).not_valid_after_utc
