@@ -105,7 +105,7 @@ def _page_headers(nonce: str) -> dict[str, str]:
 
 def _readyz_body(facts: Facts, verdict: Verdict) -> dict[str, Any]:
     """/readyz's JSON: the fields it always had, plus the verdict and the link's times."""
-    outbox, link = facts.outbox, facts.link
+    link = facts.link
     stats = None if facts.ledger is None else facts.ledger.outbox
     return {
         "ready": facts.ready,
@@ -119,13 +119,13 @@ def _readyz_body(facts: Facts, verdict: Verdict) -> dict[str, Any]:
         "last_hq_ack_at": None if link.last_ack_at is None else iso(link.last_ack_at),
         "hq_link_since": None if link.since is None else iso(link.since),
         "outbox": None
-        if stats is None or outbox is None
+        if stats is None
         else {
             "pending": stats.pending,
             "oldest_pending_at": stats.oldest_pending_at,
             "last_seq": stats.last_seq,
             "last_acked_at": stats.last_acked_at,
-            "refunds_queued": outbox.refunds_queued,
+            "refunds_queued": stats.refunds_queued,
         },
         "refunds_today": None if facts.ledger is None else facts.ledger.refunds_today,
         "disk_free_bytes": facts.disk.free,

@@ -188,14 +188,14 @@ class StatusView:
         if depth == "metrics":
             return {"outbox": await ledger.read(outbox_glance)}
         if depth == "ready":
-            status, glance, counts = await ledger.read(
-                lambda conn: (
-                    ledger_status(conn, now),
-                    outbox_glance(conn),
-                    recon.open_counts(conn),
-                )
+            status, counts = await ledger.read(
+                lambda conn: (ledger_status(conn, now), recon.open_counts(conn))
             )
-            return {"outbox": glance, "ledger": status, "mismatches": counts}
+            return {
+                "outbox": OutboxGlance.of(status.outbox),
+                "ledger": status,
+                "mismatches": counts,
+            }
         local = now.astimezone(self.zone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         page = await ledger.read(

@@ -89,6 +89,7 @@ def append_events(
 @dataclass(frozen=True)
 class OutboxStats:
     pending: int
+    refunds_queued: int  # pending `refund.requested` events: refunds HQ has not heard of
     oldest_pending_at: str | None
     last_seq: int
     last_acked_at: str | None
@@ -100,9 +101,10 @@ LAST_ACK = "SELECT max(acked_at) FROM outbox INDEXED BY outbox_acked_by_age WHER
 
 
 def stats(conn: sqlite3.Connection) -> OutboxStats:
-    pending, oldest = conn.execute(
-        "SELECT count(*), min(occurred_at) FROM outbox WHERE state = 'pending'"
+    pending, refunds, oldest = conn.execute(
+        "SELECT count(*), coalesce(sum(type = 'refund.requested'), 0), min(occurred_at)"
+        " FROM outbox WHERE state = 'pending'"
     ).fetchone()
     (last_seq,) = conn.execute("SELECT value FROM counters WHERE name = 'outbox_seq'").fetchone()
     (last_ack,) = conn.execute(LAST_ACK).fetchone()
-    return OutboxStats(int(pending), oldest, int(last_seq), last_ack)
+    return OutboxStats(int(pending), int(refunds), oldest, int(last_seq), last_ack)

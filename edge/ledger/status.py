@@ -18,7 +18,7 @@ from decimal import Decimal
 from edge.contract.timefmt import iso, parse_iso
 from edge.domain.money import from_minor
 from edge.ledger import recon
-from edge.ledger.outbox import LAST_ACK, OutboxStats, stats
+from edge.ledger.outbox import OutboxStats, stats
 
 
 @dataclass(frozen=True)
@@ -65,24 +65,19 @@ class OutboxGlance:
     oldest_pending_at: datetime | None
     last_acked_at: datetime | None
 
+    @classmethod
+    def of(cls, outbox: OutboxStats) -> OutboxGlance:
+        return cls(
+            outbox.pending,
+            outbox.refunds_queued,
+            None if outbox.oldest_pending_at is None else parse_iso(outbox.oldest_pending_at),
+            None if outbox.last_acked_at is None else parse_iso(outbox.last_acked_at),
+        )
+
 
 def outbox_glance(conn: sqlite3.Connection) -> OutboxGlance:
-    """Walks only the pending events and two index ends: events are numbered in the order
-    they are written, so the first pending one by `seq` is the oldest."""
-    pending, refunds = conn.execute(
-        "SELECT count(*), coalesce(sum(type = 'refund.requested'), 0) FROM outbox"
-        " WHERE state = 'pending'"
-    ).fetchone()
-    oldest = conn.execute(
-        "SELECT occurred_at FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1"
-    ).fetchone()
-    (acked,) = conn.execute(LAST_ACK).fetchone()
-    return OutboxGlance(
-        int(pending),
-        int(refunds),
-        None if oldest is None else parse_iso(oldest[0]),
-        None if acked is None else parse_iso(acked),
-    )
+    """Walks only the pending events and two index ends (`edge.ledger.outbox.stats`)."""
+    return OutboxGlance.of(stats(conn))
 
 
 # ---- read for the status page ----------------------------------------------------------
@@ -212,10 +207,11 @@ def page_status(
     day_start: datetime,
 ) -> PageStatus:
     """Everything the status page shows of the ledger, in one job on the reader."""
-    glance = outbox_glance(conn)
+    ledger = ledger_status(conn, now)
+    glance = OutboxGlance.of(ledger.outbox)
     report = recon.latest_report(conn)
     return PageStatus(
-        ledger=ledger_status(conn, now),
+        ledger=ledger,
         outbox=glance,
         depth=depth_history(conn, now, span, step, glance.pending),
         refunds=recent_refunds(conn, refunds),

@@ -242,7 +242,7 @@ NASTY = '<img src=x onerror="alert(1)">'
 
 def _facts(**changed: Any) -> Facts:
     now = datetime(2026, 11, 22, 10, 45, tzinfo=UTC)
-    stats = OutboxStats(3, "2026-11-22T10:30:00.000Z", 40, None)
+    stats = OutboxStats(3, 1, "2026-11-22T10:30:00.000Z", 40, None)
     glance = OutboxGlance(3, 1, now - timedelta(minutes=15), None)
     ledger = LedgerStatus(stats, 1, 1)
     counts = OpenCounts({"amount": 1}, {"rounding": 1}, 0)
