@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
-from typing import Protocol
+import sqlite3
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
-from edge.contract.timefmt import parse_iso, utcnow
+from edge.contract.timefmt import duration, parse_iso, utcnow
 from edge.errors import StorageError
-from edge.ledger.status import LedgerStatus
-from edge.sd_notify import Notifier
+from edge.ledger.outbox import stats
+from edge.sd_notify import STATUS_EVERY_S, Notifier
 
 log = logging.getLogger(__name__)
 
-# How often the status line is refreshed when no watchdog asks for more often.
-STATUS_EVERY_S = 15.0
+T = TypeVar("T")
 
 
 class LedgerVitals(Protocol):
@@ -41,7 +41,7 @@ class LedgerVitals(Protocol):
 
     async def ping_writer(self) -> None: ...
 
-    async def status(self) -> LedgerStatus: ...
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
 
 class LinkState(Protocol):
@@ -66,10 +66,7 @@ class Heartbeat:
         self._ledger = ledger
         self._link = link
         self._serving = serving
-        watchdog_s = notifier.watchdog_interval_s
-        self.period_s = (
-            status_every_s if watchdog_s is None else min(status_every_s, watchdog_s / 2)
-        )
+        self.period_s = notifier.beat_period_s(status_every_s)
         self._ready_sent = False
         self._healthy = True
 
@@ -117,15 +114,15 @@ class Heartbeat:
 
     async def _ledger_figures(self, answer_s: float) -> str:
         try:
-            status = await asyncio.wait_for(self._ledger.status(), answer_s)
+            outbox = await asyncio.wait_for(self._ledger.read(stats), answer_s)
         except (TimeoutError, StorageError) as exc:
             return f"outbox unknown ({str(exc) or 'no answer from the ledger'})"
-        outbox = status.outbox
         if outbox.pending == 0:
             return "outbox 0 pending"
         oldest = ""
         if outbox.oldest_pending_at is not None:
-            oldest = f", oldest {_age(parse_iso(outbox.oldest_pending_at), utcnow())}"
+            waited = utcnow() - parse_iso(outbox.oldest_pending_at)
+            oldest = f", oldest {duration(int(waited.total_seconds()))}"
         return f"outbox {outbox.pending} pending{oldest}"
 
     def _log_change(self, healthy: bool, status: str) -> None:
@@ -136,18 +133,3 @@ class Heartbeat:
             log.info("healthy again: %s", status)
         else:
             log.error("%s; no watchdog pings until it recovers", status)
-
-
-def _age(since: datetime, now: datetime) -> str:
-    """`41 s`, `12 min`, `3 h 5 min`, `2 d 4 h`: how long the oldest event has waited."""
-    seconds = max(0, int((now - since).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"

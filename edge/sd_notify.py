@@ -17,6 +17,10 @@ from collections.abc import Mapping
 log = logging.getLogger(__name__)
 
 
+# How often a heartbeat refreshes its status line when no watchdog asks for more often.
+STATUS_EVERY_S = 15.0
+
+
 class Notifier:
     def __init__(self, socket_path: str | None, watchdog_usec: int = 0) -> None:
         self._path = socket_path
@@ -41,6 +45,12 @@ class Notifier:
         if not self._path or self._watchdog_usec <= 0:
             return None
         return self._watchdog_usec / 1_000_000
+
+    def beat_period_s(self, status_every_s: float = STATUS_EVERY_S) -> float:
+        """How often a heartbeat sends its status line: every `status_every_s`, and at least
+        every half watchdog interval, as sd_watchdog_enabled(3) advises."""
+        watchdog_s = self.watchdog_interval_s
+        return status_every_s if watchdog_s is None else min(status_every_s, watchdog_s / 2)
 
     def notify(self, message: str) -> None:
         """Send one notification; a missing or gone socket is not an error for the daemon."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from edge.contract.timefmt import parse_iso
+from edge.contract.timefmt import duration, parse_iso
 from edge.doctor.findings import Finding, failed, passed, skipped, warned
 from edge.hqlink.settings import HqSettings
 from edge.ledger.outbox import stats
@@ -57,11 +57,4 @@ def check(hq: HqSettings, conn: sqlite3.Connection | None, now: datetime) -> Fin
 
 
 def _age(now: datetime, stamp: str) -> str:
-    seconds = max(0, int((now - parse_iso(stamp)).total_seconds()))
-    if seconds >= 86400:
-        return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
+    return duration(int((now - parse_iso(stamp)).total_seconds()))

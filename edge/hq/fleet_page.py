@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from edge.contract.timefmt import iso
+from edge.contract.timefmt import duration, iso
 
 FILTERS = ("all", "online", "offline", "alerting")
 
@@ -218,20 +218,6 @@ DETAIL_JS = """
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def duration(seconds: float | None) -> str:
-    """A readable length of time: 12 s, 5 min, 3 h 4 min, 2 d 3 h."""
-    if seconds is None:
-        return "\u2014"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
 def ago(seconds: float | None) -> str:

@@ -13,18 +13,11 @@ from collections.abc import Callable
 
 from edge.sd_notify import Notifier
 
-# How often the status line is refreshed when no watchdog asks for more often.
-STATUS_EVERY_S = 15.0
 
-
-async def beat(
-    notifier: Notifier, status: Callable[[], str], status_every_s: float = STATUS_EVERY_S
-) -> None:
-    """READY=1 with the first status line, then one line every period (half the watchdog
-    interval at most, as sd_watchdog_enabled(3) advises)."""
-    watchdog_s = notifier.watchdog_interval_s
-    watchdog = watchdog_s is not None
-    period_s = status_every_s if watchdog_s is None else min(status_every_s, watchdog_s / 2)
+async def beat(notifier: Notifier, status: Callable[[], str]) -> None:
+    """READY=1 with the first status line, then one line every beat period."""
+    watchdog = notifier.watchdog_interval_s is not None
+    period_s = notifier.beat_period_s()
     notifier.ready(status(), watchdog=watchdog)
     while True:
         await asyncio.sleep(period_s)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from edge.contract.payloads import dumps
+from edge.contract.timefmt import duration
 from edge.hq.fleet import FleetView, HealthRing
-from edge.hq.fleet_page import duration, history_chart, select_rows
+from edge.hq.fleet_page import history_chart, select_rows
 from edge.hq.web import parse_http
 from edge.mqtt.client import Message
 from tests.hqlink.harness import PREFIX
