@@ -31,6 +31,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from edge.api.problems import PROBLEM_SLUG
+
 W = TypeVar("W", bound=MetricWrapperBase)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -187,6 +189,9 @@ class ApiMetrics:
 def _problem_slug(response: web.StreamResponse) -> str:
     """The problem type's slug of an error answer (every one is RFC 9457 JSON, made by
     `edge.api.problems`); `http-<status>` should one ever not be."""
+    slug: str | None = response.get(PROBLEM_SLUG)
+    if slug is not None:
+        return slug
     fallback = f"http-{response.status}"
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):

@@ -85,6 +85,9 @@ class ProblemError(ApiError):
         self.headers = headers or {}
 
 
+PROBLEM_SLUG = web.ResponseKey("problem_slug", str)
+
+
 def problem_response(
     slug: str,
     detail: str,
@@ -108,12 +111,14 @@ def problem_response(
     request_id = request_id or logs.current_request_id()
     if request_id:
         body["request_id"] = request_id
-    return web.Response(
+    response = web.Response(
         status=status,
         text=json.dumps(body),
         content_type=MEDIA_TYPE,
         headers=headers,
     )
+    response[PROBLEM_SLUG] = slug  # read by /metrics without parsing the body back
+    return response
 
 
 def _field(loc: Sequence[str | int]) -> str:

@@ -3,15 +3,15 @@ one, else a new one. It is answered in the `X-Request-Id` header and in problem 
 every record logged while the request is handled names it (edge/logs.py), so store IT can
 find a register's failed request in the journal by the id the register shows.
 
-One line per request is logged when it is answered, by route template rather than by path
-(a path holds sale ids and Return IDs a register chose): writes and refusals at INFO,
-successful reads at DEBUG.
+Each answered request is logged once (`log_answer`, called by the API's measuring
+middleware, which times it anyway), by route template rather than by path (a path holds
+sale ids and Return IDs a register chose): writes and refusals at INFO, successful reads at
+DEBUG.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from aiohttp import web
 
@@ -34,21 +34,21 @@ def request_id_of(request: web.Request) -> str | None:
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = logs.accepted_request_id(request.headers.get(HEADER)) or logs.new_request_id()
     request[REQUEST_ID] = request_id
-    started = time.perf_counter()
     with logs.request_scope(request_id):
-        response = await handler(request)
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "(no route)"
-        quiet = request.method in _READS and response.status < 400
-        log.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "%s %s: %d in %.1f ms",
-            request.method,
-            name,
-            response.status,
-            (time.perf_counter() - started) * 1000,
-        )
-    return response
+        return await handler(request)
+
+
+def log_answer(method: str, route: str | None, status: int, elapsed_s: float) -> None:
+    """The request's one log line, inside its scope (so it carries the request id)."""
+    quiet = method in _READS and status < 400
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
+        "%s %s: %d in %.1f ms",
+        method,
+        "(no route)" if route is None else route,
+        status,
+        elapsed_s * 1000,
+    )
 
 
 async def answer_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -33,7 +33,7 @@ from edge.api.problems import (
 )
 from edge.api.reconciliation import ReconciliationApi
 from edge.api.refunds import RefundsApi
-from edge.api.request_ids import answer_request_id, request_ids
+from edge.api.request_ids import answer_request_id, log_answer, request_ids
 from edge.api.routes import Route
 from edge.api.sales import SalesApi
 
@@ -82,8 +82,10 @@ def build_app(ctx: ApiContext, extra: list[Route] | None = None) -> web.Applicat
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         response = await handler(request)
+        elapsed_s = time.perf_counter() - started
+        log_answer(request.method, None if route is None else name, response.status, elapsed_s)
         metrics = ctx.metrics
-        metrics.child(metrics.latency, name).observe(time.perf_counter() - started)
+        metrics.child(metrics.latency, name).observe(elapsed_s)
         metrics.child(metrics.requests, name, str(response.status)).inc()
         metrics.outcome(request.method, name, response)  # refunds and sales by outcome
         if response.status >= 400 and response.content_type == MEDIA_TYPE:
