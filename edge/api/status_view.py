@@ -26,6 +26,7 @@ from edge.api.context import ApiContext
 from edge.contract.payloads import AlertMsg
 from edge.errors import StorageError
 from edge.ledger import recon
+from edge.ledger.db import ledger_bytes
 from edge.ledger.status import (
     LedgerStatus,
     OutboxGlance,
@@ -250,14 +251,7 @@ class StatusView:
     def _disk(self) -> DiskFacts:
         folder = self.ctx.settings.data_dir
         usage = shutil.disk_usage(folder)
-        db = self.ctx.settings.db_path
-        size = 0
-        for file in (db, db.with_name(db.name + "-wal")):
-            try:
-                size += file.stat().st_size
-            except FileNotFoundError:
-                continue
-        return DiskFacts(folder, usage.free, usage.total, size)
+        return DiskFacts(folder, usage.free, usage.total, ledger_bytes(self.ctx.settings.db_path))
 
     def _devices(self) -> list[DeviceFacts]:
         configured = self.ctx.settings.devices

@@ -310,8 +310,6 @@ class LanTls:
 
     context: ssl.SSLContext
     fingerprint: str
-    cert_file: Path
-    generated: bool
 
 
 def prepare_lan_tls(settings: Settings) -> LanTls | None:
@@ -342,4 +340,4 @@ def prepare_lan_tls(settings: Settings) -> LanTls | None:
         raise ConfigError([(key, f"{problem}{hint}") for key, problem in exc.problems]) from None
     fingerprint = certificate_fingerprint(cert_path)
     log.info("LAN API certificate %s, SHA-256 %s", cert_path, fingerprint)
-    return LanTls(context, fingerprint, cert_path, generated)
+    return LanTls(context, fingerprint)

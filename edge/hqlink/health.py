@@ -32,6 +32,7 @@ from edge.events import DeviceStatusEvent
 from edge.hqlink.alerts import Alerts
 from edge.hqlink.relay import Relay
 from edge.hqlink.settings import HqSettings
+from edge.ledger.db import ledger_bytes
 from edge.ledger.ledger import Ledger
 from edge.mqtt.client import MqttClient
 from edge.supervise import loop_restarts
@@ -123,8 +124,7 @@ class HealthReporter:
         if box.oldest_pending_at is not None:
             oldest_age = round((now - parse_iso(box.oldest_pending_at)).total_seconds(), 1)
         disk = shutil.disk_usage(self._data_dir)
-        db = self._ledger.path
-        db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+        db_bytes = ledger_bytes(self._ledger.path)
         relay = self._relay
         last_ack = relay.last_ack_at
         recon = None if self._recon is None else await self._recon()

@@ -74,7 +74,6 @@ class LaneRouter:
             maxsize=TAP_QUEUE
         )
         self.health: dict[str, DeviceHealth] = {}
-        self.scans = 0
         self.lane_scans: Counter[str] = Counter()  # per lane, for /metrics and the status page
         self.last_scan_at: dict[str, datetime] = {}
         self.repeats = 0
@@ -91,7 +90,6 @@ class LaneRouter:
         if self._duplicates.is_repeat(device.lane, scan.data, self._clock()):
             self.repeats += 1
             return
-        self.scans += 1
         at = datetime.now(UTC)
         self.lane_scans[device.lane] += 1
         self.last_scan_at[device.lane] = at

@@ -109,6 +109,18 @@ def make_private(path: Path) -> None:
             log.warning("%s is readable by others and is not ours to change", file)
 
 
+def ledger_bytes(path: Path) -> int:
+    """The ledger's size on disk: the database and its write-ahead log (the status page and
+    HQ's health message show the same figure)."""
+    size = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            size += file.stat().st_size
+        except FileNotFoundError:
+            continue
+    return size
+
+
 def open_sync(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """A plain sqlite3 connection with the ledger's pragmas, for CLI tools and tests."""
     make_private(path)
