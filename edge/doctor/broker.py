@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge.api.tls import is_loopback
-from edge.doctor.findings import Finding, failed, passed, skipped, warned
+from edge.doctor.findings import Finding, Verdict, failed, passed, skipped, warned
 from edge.hqlink.settings import HqSettings
 from edge.mqtt.client import tls_context
 from edge.mqtt.settings import BrokerSettings
@@ -31,11 +31,11 @@ def check(hq: HqSettings, client_tag: str, timeout_s: float) -> list[Finding]:
     broker = hq.broker
     where = f"{broker.host}:{broker.port}"
     reach = _tcp(broker, timeout_s)
-    if reach.verdict.value == "FAIL":
+    if reach.verdict is Verdict.FAIL:
         unreached = f"not checked: {where} is unreachable"
         return [reach, skipped("broker-tls", unreached), skipped("broker-mqtt", unreached)]
     tls = _tls(broker, timeout_s)
-    if tls.verdict.value == "FAIL":
+    if tls.verdict is Verdict.FAIL:
         return [reach, tls, skipped("broker-mqtt", "not checked: no TLS session")]
     return [reach, tls, _mqtt(broker, f"edge-doctor-{client_tag}", timeout_s)]
 

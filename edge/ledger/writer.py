@@ -171,8 +171,7 @@ class LedgerWriter:
         except sqlite3.Error as exc:
             self.failed_commits += 1
             log.error("ledger commit of %d job(s) failed: %s", len(batch), exc)
-            kind = StorageWriteError if is_storage_fault(exc) else StorageError
-            failure = kind(f"the ledger could not commit: {exc}")
+            failure = _storage_error("the ledger could not commit", exc)
             outcomes = [(False, failure)] * len(batch)
         self.jobs += len(batch)
         return outcomes, wrote
@@ -242,7 +241,13 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, DomainError | EdgeError):
         return exc
     if isinstance(exc, sqlite3.Error):
-        kind = StorageWriteError if is_storage_fault(exc) else StorageError
-        return kind(f"the ledger refused a write: {exc}")
+        return _storage_error("the ledger refused a write", exc)
     log.error("ledger job failed", exc_info=exc)
     return exc
+
+
+def _storage_error(what: str, exc: sqlite3.Error) -> StorageError:
+    """A disk that refuses the write (full, failing, read-only) is `StorageWriteError`, which
+    the storage health watches; any other SQLite failure a plain `StorageError`."""
+    kind = StorageWriteError if is_storage_fault(exc) else StorageError
+    return kind(f"{what}: {exc}")
