@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from edge.api.tls import is_loopback
+from edge.api.tls import interface_addresses, is_loopback
 from edge.errors import EdgeError
 from edge.settings import LanSettings, Settings
 
@@ -57,22 +57,11 @@ def instance_name(store_id: str, gateway_id: str) -> str:
 def advertised_addresses(bind: str) -> list[str]:
     """The addresses the record lists: the bound one, or every interface's for a wildcard
     bind (loopback only when there is nothing else, e.g. in a namespace of its own)."""
-    try:
-        bound = ipaddress.ip_address(bind.strip("[]"))
-    except ValueError:
-        bound = None
+    bound = _bound_ip(bind)
     if bound is not None and not bound.is_unspecified:
         return [str(bound)]
-    import ifaddr  # noqa: PLC0415 - only when advertising
-
     with_v6 = bound is None or bound.version == 6
-    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            address = ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
-            if address.is_link_local or (address.version == 6 and not with_v6):
-                continue
-            found.append(address)
+    found = [a for a in interface_addresses() if a.version == 4 or with_v6]
     outside = [a for a in found if not a.is_loopback]
     return list(dict.fromkeys(str(a) for a in (outside or found)))
 

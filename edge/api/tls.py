@@ -154,19 +154,25 @@ def describe_certificate(path: Path) -> CertificateInfo:
 def certificate_names() -> tuple[list[str], list[str]]:
     """Names a register may use for this machine: its host name, `<host>.local` (mDNS),
     `localhost`, and the addresses of its interfaces with the loopback ones."""
-    import ifaddr  # noqa: PLC0415 - only when a certificate is made
-
     host = socket.gethostname()
     short = host.split(".")[0]
     dns = [name for name in (host, f"{short}.local", "localhost") if _DNS_LABELS.match(name)]
-    addresses = ["127.0.0.1", "::1"]
+    addresses = ["127.0.0.1", "::1", *(str(a) for a in interface_addresses())]
+    return list(dict.fromkeys(dns)), list(dict.fromkeys(addresses))
+
+
+def interface_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this machine's interfaces, loopback included, link-local left out
+    (a register cannot use them without naming the interface)."""
+    import ifaddr  # noqa: PLC0415 - only when a certificate is made or a record advertised
+
+    found = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
-            text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            address = ipaddress.ip_address(text)
-            if not address.is_link_local and str(address) not in addresses:
-                addresses.append(str(address))
-    return list(dict.fromkeys(dns)), addresses
+            address = ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
+            if not address.is_link_local:
+                found.append(address)
+    return found
 
 
 def generate_certificate(
