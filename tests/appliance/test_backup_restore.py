@@ -27,7 +27,8 @@ import pytest
 
 from edge.ledger.backup import read_backup
 from tests.core.conftest import sale
-from tests.core.daemon import CLI, ROOT, ReadySocket, add_client, cli, env_for, free_port, start
+from tests.core.daemon import add_client, cli, env_for, free_port, launch
+from tests.hqlink.harness import Register
 
 
 @dataclass
@@ -35,36 +36,11 @@ class Running:
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     data: Path
-    base: str
-    creds: dict[str, Any]
-    http: aiohttp.ClientSession
-    bearer: dict[str, str]
+    register: Register
 
     async def refund(self, key: str) -> tuple[int, Any]:
         body = {"sale_id": "S-BAK", "lines": [{"line_id": "1", "quantity": 1}]}
-        headers = {**self.bearer, "Idempotency-Key": key}
-        async with self.http.post(f"{self.base}/v1/refunds", json=body, headers=headers) as r:
-            return r.status, await r.json()
-
-
-async def bearer_for(http: aiohttp.ClientSession, base: str, creds: dict[str, Any]) -> dict:
-    basic = {"Authorization": aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])}
-    async with http.post(
-        f"{base}/oauth/token", data={"grant_type": "client_credentials"}, headers=basic
-    ) as r:
-        assert r.status == 200, await r.text()
-        return {"Authorization": f"Bearer {(await r.json())['access_token']}"}
-
-
-async def launch(env: dict[str, str], folder: Path) -> subprocess.Popen[bytes]:
-    ready = ReadySocket(folder)
-    try:
-        proc = start({**env, "NOTIFY_SOCKET": ready.path}, folder / "daemon.log")
-        await asyncio.to_thread(ready.wait_for, "READY=1")
-    finally:
-        ready.close()
-        os.unlink(ready.path)
-    return proc
+        return await self.register.call("POST", "/v1/refunds", body, key)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -78,17 +54,20 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
     port = free_port()
     env = env_for(data, port, EDGE_STORE_ID="0042", EDGE_GATEWAY_ID="gw-05")
     creds = add_client(env)
-    proc = await launch(env, tmp_path)
+    proc = await asyncio.to_thread(launch, env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            bearer = await bearer_for(http, base, creds)
+            register = await Register(
+                http, base, (creds["client_id"], creds["client_secret"])
+            ).login()
+            bearer = {"Authorization": f"Bearer {register.token}"}
             body = sale(sale_id="S-BAK", order_discount="0")
             body["lines"][0].update(quantity=5000, unit_price="1.00", discount="0", tax="0")
             body["tenders"] = [{"tender_id": "c", "type": "store_credit", "amount": "5000.00"}]
             async with http.post(f"{base}/v1/sales", json=body, headers=bearer) as r:
                 assert r.status == 201, await r.text()
-            yield Running(proc, env, data, base, creds, http, bearer)
+            yield Running(proc, env, data, register)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -200,14 +179,7 @@ async def test_restore_is_refused_while_the_gateway_runs_and_works_once_it_is_st
     assert not list(gateway.data.glob("before-restore-*"))
 
     second = await asyncio.to_thread(
-        subprocess.run,
-        [*CLI, "run"],
-        env={**gateway.env, "EDGE_LAN__PORT": str(free_port())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
+        cli, {**gateway.env, "EDGE_LAN__PORT": str(free_port())}, "run"
     )
     assert second.returncode == 2, "a second gateway on the same data refuses to start"
     assert "data_dir" in second.stderr
@@ -224,11 +196,13 @@ async def test_restore_is_refused_while_the_gateway_runs_and_works_once_it_is_st
     assert stat.S_IMODE((gateway.data / "ledger.sqlite3").stat().st_mode) == 0o600
     assert not list(gateway.data.glob(".restore-*"))
 
-    gateway.proc = await launch(gateway.env, tmp_path)
-    bearer = await bearer_for(gateway.http, gateway.base, gateway.creds)
+    gateway.proc = await asyncio.to_thread(launch, gateway.env, tmp_path)
+    register = gateway.register
+    fresh = await Register(register.http, register.url, register.creds).login()
+    bearer = {"Authorization": f"Bearer {fresh.token}"}
     for refund, expected in ((kept, 200), (lost, 404)):
-        url = f"{gateway.base}/v1/refunds/{refund['return_id']}"
-        async with gateway.http.get(url, headers=bearer) as r:
+        url = f"{register.url}/v1/refunds/{refund['return_id']}"
+        async with register.http.get(url, headers=bearer) as r:
             assert r.status == expected
     status, again = await gateway.refund("after-restore")
     assert status == 201, again

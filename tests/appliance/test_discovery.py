@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.core.daemon import CLI, ROOT, ReadySocket, env_for, free_port, start
+from tests.core.daemon import CLI, ROOT, cli, env_for, free_port, launch
 
 STORE, GATEWAY = "0042", "gw-03"
 INSTANCE = f"{STORE}-{GATEWAY}._edge-gateway._tcp.local."
@@ -80,13 +80,12 @@ def test_no_multicast_interface_is_logged_once_and_the_api_serves_on(tmp_path: P
 # ---- what runs inside the namespace --------------------------------------------------------
 
 
-def _gateway_env(folder: Path, port: int, ready: ReadySocket) -> dict[str, str]:
+def _gateway_env(folder: Path, port: int) -> dict[str, str]:
     # bound to every interface of the namespace, as on a store LAN: HTTPS and the record
     # are on by default there
     return env_for(
         folder / "data",
         port,
-        NOTIFY_SOCKET=ready.path,
         EDGE_LAN__BIND="0.0.0.0",  # the namespace has nothing but loopback
         EDGE_STORE_ID=STORE,
         EDGE_GATEWAY_ID=GATEWAY,
@@ -164,12 +163,11 @@ def _advertise(folder: Path) -> dict[str, Any]:
     from edge.api.tls import certificate_fingerprint  # noqa: PLC0415
 
     subprocess.run(["ip", "link", "set", "lo", "up", "multicast", "on"], check=True)
-    port, ready = free_port(), ReadySocket(folder)
-    env = _gateway_env(folder, port, ready)
+    port = free_port()
+    env = _gateway_env(folder, port)
     log = folder / "daemon.log"
-    proc = start(env, log)
+    proc = launch(env, folder, log)
     try:
-        ready.wait_for("READY=1")
         as_json = _discover(env, "--json", "--timeout", "2")
         as_table = _discover(env, "--timeout", "2")
         records = json.loads(as_json.communicate(timeout=30)[0])
@@ -177,13 +175,12 @@ def _advertise(folder: Path) -> dict[str, Any]:
         served = _served_fingerprint(port)
         removed_after = asyncio.run(_stop_and_watch_goodbye(proc))
         daemon_rc = proc.wait(30)
-        after = _discover(env, "--json", "--timeout", "1")
-        after_records = json.loads(after.communicate(timeout=30)[0])
+        after = cli(env, "discover", "--json", "--timeout", "1")
+        after_records = json.loads(after.stdout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        ready.close()
     return {
         "port": port,
         "version": __version__,
@@ -203,12 +200,11 @@ def _no_multicast(folder: Path) -> dict[str, Any]:
     from edge.api.tls import certificate_fingerprint  # noqa: PLC0415
 
     # loopback down: no interface has an address, so zeroconf has nothing to listen on
-    port, ready = free_port(), ReadySocket(folder)
-    env = _gateway_env(folder, port, ready)
+    port = free_port()
+    env = _gateway_env(folder, port)
     log = folder / "daemon.log"
-    proc = start(env, log)
+    proc = launch(env, folder, log)
     try:
-        ready.wait_for("READY=1")
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)  # so the test can ask
         fingerprint = certificate_fingerprint(folder / "data" / "tls" / "lan-cert.pem")
         readyz, _ = asyncio.run(_fetch(port, fingerprint, "/readyz"))
@@ -219,7 +215,6 @@ def _no_multicast(folder: Path) -> dict[str, Any]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        ready.close()
     return {"readyz": readyz, "metrics": metrics, "daemon_rc": daemon_rc, "log": log.read_text()}
 
 

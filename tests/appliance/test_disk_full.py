@@ -29,7 +29,7 @@ import pytest
 from tests.core.conftest import sale
 from tests.core.daemon import ROOT, ReadySocket, env_for, free_port
 from tests.hqlink.broker import Mosquitto
-from tests.hqlink.harness import Observer
+from tests.hqlink.harness import Observer, Register
 from tests.namespaces import in_private_mounts
 
 ALERTS = "retail/v1/0042/gw-09/alerts"
@@ -169,14 +169,10 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Observer]]:
             assert os.statvfs(inside).f_blocks * os.statvfs(inside).f_frsize <= 8 << 20
             base = f"http://127.0.0.1:{port}"
             async with aiohttp.ClientSession() as http:
-                basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
-                async with http.post(
-                    f"{base}/oauth/token",
-                    data={"grant_type": "client_credentials"},
-                    headers={"Authorization": basic},
-                ) as r:
-                    assert r.status == 200, await r.text()
-                    bearer = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+                register = await Register(
+                    http, base, (creds["client_id"], creds["client_secret"])
+                ).login()
+                bearer = {"Authorization": f"Bearer {register.token}"}
                 body = sale(sale_id="S-FULL", order_discount="0")
                 body["lines"][0].update(quantity=100, unit_price="1.00", discount="0", tax="0")
                 body["tenders"] = [{"tender_id": "c", "type": "store_credit", "amount": "100.00"}]

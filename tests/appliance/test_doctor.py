@@ -20,6 +20,7 @@ from edge.doctor.findings import Verdict, exit_code, failed, passed, render, ski
 from edge.ledger.db import apply_migrations, open_sync
 from edge.ledger.outbox import Origin, append_events
 from edge.settings import load_settings
+from tests.appliance.store_rig import PtyScanner
 from tests.contract.peers import ContractHq, Gateway, contract_sale
 from tests.core.daemon import cli, free_port
 from tests.hqlink.broker import Mosquitto
@@ -83,9 +84,8 @@ def make_ledger(data_dir: Path, *event_ages: timedelta) -> Path:
 async def test_a_working_store_passes_beside_the_running_gateway(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "broker")
     broker.start()
-    controller, device = os.openpty()  # a serial scanner: the gateway opens the port side
-    port = os.ttyname(device)
-    os.close(device)
+    scanner = PtyScanner()  # a serial scanner: the gateway opens the port side
+    port = scanner.port
     gateway = Gateway(
         tmp_path / "store",
         broker.port,
@@ -117,7 +117,7 @@ async def test_a_working_store_passes_beside_the_running_gateway(tmp_path: Path)
     finally:
         gateway.stop()
         broker.stop()
-        os.close(controller)
+        scanner.unplug()
     # NTP is the host's: synchronised, not, or (no systemd, as in CI) not checkable
     ntp = checks.pop("clock-ntp")["verdict"]
     assert ntp in ("PASS", "WARN", "SKIP")
@@ -210,9 +210,8 @@ def test_a_damaged_ledger_fails(tmp_path: Path) -> None:
 
 
 def test_missing_and_inaccessible_devices_fail(tmp_path: Path) -> None:
-    controller, device = os.openpty()
-    present = os.ttyname(device)
-    os.close(device)
+    scanner = PtyScanner()
+    present = scanner.port
     locked = tmp_path / "ttyLOCKED"
     locked.write_bytes(b"")
     locked.chmod(0o600)  # root's: the gateway's user cannot open it
@@ -255,7 +254,7 @@ reader = "ACR122"
             "nobody",
         )
     finally:
-        os.close(controller)
+        scanner.unplug()
     assert code == 2
     assert checks["device:lane1-kbd"]["verdict"] == "FAIL"
     assert "0c2e:0b61" in checks["device:lane1-kbd"]["detail"]

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from edge.api.tls import certificate_fingerprint, fingerprint_of, serves_tls
 from edge.settings import load_settings
-from tests.core.daemon import CLI, ROOT, ReadySocket, add_client, cli, env_for, free_port, start
+from tests.core.daemon import add_client, cli, env_for, free_port, launch
 
 # ---- certificates of a store CA, made in the test -------------------------------------------
 
@@ -116,14 +116,12 @@ def gateway(tmp_path: Path, **settings: str) -> Iterator[tuple[dict[str, str], i
     """The daemon on a free loopback port with `settings` (EDGE_* variables); yields its
     environment, port and log, and checks it stops cleanly and logged no traceback."""
     port = free_port()
-    ready = ReadySocket(tmp_path)
-    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path, **settings)
+    env = env_for(tmp_path / "data", port, **settings)
     client = add_client(env)
     env["TEST_CLIENT_ID"], env["TEST_CLIENT_SECRET"] = client["client_id"], client["client_secret"]
     log = tmp_path / "daemon.log"
-    proc = start(env, log)
+    proc = launch(env, tmp_path, log)
     try:
-        ready.wait_for("READY=1")
         yield env, port, log
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -131,7 +129,6 @@ def gateway(tmp_path: Path, **settings: str) -> Iterator[tuple[dict[str, str], i
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        ready.close()
     assert "Traceback" not in log.read_text()
 
 
@@ -376,9 +373,7 @@ def test_an_unusable_certificate_setting_stops_the_daemon_with_a_clear_error(
 ) -> None:
     ca = StoreCa(tmp_path / "pki")
     env = env_for(tmp_path / "data", free_port(), EDGE_LAN__TLS__MODE="on", **make(ca))
-    out = subprocess.run(
-        [*CLI, "run"], env=env, capture_output=True, text=True, check=False, cwd=ROOT, timeout=60
-    )
+    out = cli(env, "run")
     assert out.returncode == 2, out.stderr
     assert expected in out.stderr
     assert "Traceback" not in out.stderr

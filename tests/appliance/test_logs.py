@@ -25,7 +25,7 @@ from edge import logs
 from edge.errors import ConfigError
 from edge.settings import load_settings
 from tests.core.conftest import sale
-from tests.core.daemon import ROOT, ReadySocket, add_client, cli, env_for, free_port, start
+from tests.core.daemon import ROOT, add_client, cli, env_for, free_port, launch
 from tests.log_scan import SecretScanner, known_secrets, source_files
 
 MANAGER_PIN = "593817"
@@ -34,13 +34,6 @@ BADGE = "04C0FFEE123456"
 CARD = "4111 1111 1111 1111"
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 KEYS = {"ts", "level", "logger", "msg"}
-
-
-@pytest.fixture
-def ready(tmp_path: Path):
-    sock = ReadySocket(tmp_path)
-    yield sock
-    sock.close()
 
 
 def record(msg: str, *args: object, level: int = logging.INFO, **extra: Any) -> logging.LogRecord:
@@ -238,10 +231,10 @@ def test_the_scanner_finds_each_kind_of_secret_and_passes_legitimate_ids(tmp_pat
 
 
 async def test_the_daemon_logs_json_lines_with_request_and_return_ids_and_no_secret(
-    tmp_path: Path, ready: ReadySocket
+    tmp_path: Path,
 ) -> None:
     port = free_port()
-    env = env_for(tmp_path / "data", port, NOTIFY_SOCKET=ready.path)
+    env = env_for(tmp_path / "data", port)
     env.update(EDGE_LOGGING__LEVEL="DEBUG", EDGE_STORE_ID="0042", EDGE_GATEWAY_ID="gw-03")
     env.pop("JOURNAL_STREAM", None)
     added = cli(
@@ -251,11 +244,10 @@ async def test_the_daemon_logs_json_lines_with_request_and_return_ids_and_no_sec
     assert added.returncode == 0, added.stderr
     creds = add_client(env)
     log = tmp_path / "daemon.log"
-    proc = start(env, log)
+    proc = await asyncio.to_thread(launch, env, tmp_path, log)
     base = f"http://127.0.0.1:{port}"
     answers: dict[str, tuple[int, dict[str, Any]]] = {}  # request id -> status, body
     try:
-        await asyncio.to_thread(ready.wait_for, "READY=1")
         async with aiohttp.ClientSession() as http:
             basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
             async with http.post(

@@ -21,14 +21,11 @@ from edge.mqtt.client import Message, MqttClient
 from edge.mqtt.settings import BrokerSettings
 from edge.settings import load_settings
 from tests.appliance.test_lan_tls import StoreCa
-from tests.core.daemon import ReadySocket, env_for, free_port, start
+from tests.core.daemon import env_for, free_port, start
 from tests.hqlink.broker import Mosquitto
+from tests.hqlink.harness import FAST_BROKER
 
-FAST = {
-    "EDGE_HQ__BROKER__BACKOFF_INITIAL_S": "0.05",
-    "EDGE_HQ__BROKER__BACKOFF_MAX_S": "0.3",
-    "EDGE_HQ__BROKER__CONNECT_TIMEOUT_S": "2",
-}
+FAST = {f"EDGE_HQ__BROKER__{name.upper()}": str(value) for name, value in FAST_BROKER.items()}
 
 
 TLS_12_ONLY = """openssl_conf = openssl_init
@@ -142,11 +139,9 @@ async def test_the_gateway_links_to_hq_over_tls_1_3(
         async with running(observer):
             async with asyncio.timeout(10):
                 await observer.wait_connected()
-            ready = ReadySocket(tmp_path)
             env = env_for(
                 tmp_path / "data",
                 free_port(),
-                NOTIFY_SOCKET=ready.path,
                 EDGE_STORE_ID="0042",
                 EDGE_GATEWAY_ID="gw-03",
                 EDGE_HQ__ENABLED="true",
@@ -166,7 +161,6 @@ async def test_the_gateway_links_to_hq_over_tls_1_3(
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-                ready.close()
     text = log.read_text()
     assert "connected to 127.0.0.1" in text
     assert "broker offline" not in text

@@ -16,10 +16,8 @@ import inspect
 import json
 import re
 import signal
-import socket
 import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,55 +30,12 @@ from edge.app import run_gateway  # noqa: TID251 - the test runs the composition
 from edge.sd_notify import Notifier, watchdog_usec
 from edge.settings import Settings, load_settings
 from tests.core.conftest import sale
-from tests.core.daemon import CLI, ROOT, add_client, env_for, free_port
+from tests.core.daemon import CLI, ROOT, ReadySocket, add_client, env_for, free_port
 
 WATCHDOG_USEC = 400_000  # systemd's WatchdogSec=0.4: a beat every 0.2 s
 BEAT_S = WATCHDOG_USEC / 2_000_000
 LONG_LIVED_LOOPS = ("ledger-housekeeping", "lane-router")  # the devices loop ends at once
 # when no device is configured
-
-
-class NotifySocket:
-    """The service manager's end of NOTIFY_SOCKET: every datagram the gateway sends."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = str(folder / "notify.sock")
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.listener.bind(self.path)
-
-    def receive(self, timeout: float) -> str | None:
-        self.listener.settimeout(timeout)
-        try:
-            return self.listener.recv(4096).decode()
-        except TimeoutError:
-            return None
-
-    def wait_for(self, field: str, timeout: float = 30.0) -> str:
-        """The first message with `field` (e.g. "READY=1") within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            message = self.receive(left)
-            if message is not None and field in message.splitlines():
-                return message
-        raise TimeoutError(f"no {field} within {timeout} s")
-
-    def during(self, seconds: float) -> list[str]:
-        """Every message that arrives within the next `seconds`."""
-        messages = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            message = self.receive(left)
-            if message is not None:
-                messages.append(message)
-        return messages
-
-    def drain(self) -> None:
-        """Drop what has already arrived."""
-        while self.receive(0.001) is not None:
-            continue
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def pings(messages: list[str]) -> int:
@@ -147,14 +102,14 @@ class GatewayThread:
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path)
+def notify(tmp_path: Path) -> Iterator[ReadySocket]:
+    sock = ReadySocket(tmp_path)
     yield sock
     sock.close()
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, notify: NotifySocket) -> Iterator[GatewayThread]:
+def gateway(tmp_path: Path, notify: ReadySocket) -> Iterator[GatewayThread]:
     settings = load_settings(
         environ={},
         data_dir=str(tmp_path / "data"),
@@ -171,9 +126,9 @@ def gateway(tmp_path: Path, notify: NotifySocket) -> Iterator[GatewayThread]:
 
 
 def test_ready_comes_once_the_api_answers_and_every_loop_runs(
-    gateway: GatewayThread, notify: NotifySocket
+    gateway: GatewayThread, notify: ReadySocket
 ) -> None:
-    ready = notify.wait_for("READY=1")
+    ready = notify.wait_for_field("READY=1")
     with urllib.request.urlopen(
         f"http://127.0.0.1:{gateway.settings.lan.port}/readyz", timeout=10
     ) as answer:
@@ -194,9 +149,9 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Any:
 
 
 def test_the_status_line_shows_the_outbox_depth_and_its_oldest_event(
-    gateway: GatewayThread, notify: NotifySocket
+    gateway: GatewayThread, notify: ReadySocket
 ) -> None:
-    notify.wait_for("READY=1")
+    notify.wait_for_field("READY=1")
     creds = add_client(env_for(gateway.settings.data_dir, gateway.settings.lan.port))
     base = f"http://127.0.0.1:{gateway.settings.lan.port}"
     basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
@@ -211,22 +166,16 @@ def test_the_status_line_shows_the_outbox_depth_and_its_oldest_event(
         {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     # no HQ link here: the sale's event waits in the outbox
-    deadline = time.monotonic() + 10
-    while (left := deadline - time.monotonic()) > 0:
-        message = notify.receive(left)
-        if message is not None and "outbox 1 pending, oldest" in message:
-            break
-    else:
-        raise AssertionError("no status line with the pending event")
+    message = notify.wait_for("outbox 1 pending, oldest", timeout=10)
     status = status_of(message)
     assert re.search(r"outbox 1 pending, oldest \d+ s;", status), status
     assert "WATCHDOG=1" in message.splitlines()  # a waiting outbox is no reason to restart
 
 
 def test_pings_while_healthy_and_none_while_the_event_loop_is_stuck(
-    gateway: GatewayThread, notify: NotifySocket
+    gateway: GatewayThread, notify: ReadySocket
 ) -> None:
-    notify.wait_for("READY=1")
+    notify.wait_for_field("READY=1")
     assert pings(notify.during(8 * BEAT_S)) >= 3
 
     entered, release = threading.Event(), threading.Event()
@@ -241,7 +190,7 @@ def test_pings_while_healthy_and_none_while_the_event_loop_is_stuck(
     assert notify.during(5 * BEAT_S) == []  # nothing at all: no pings, no status
 
     release.set()
-    notify.wait_for("WATCHDOG=1", timeout=10)
+    notify.wait_for_field("WATCHDOG=1", timeout=10)
     assert pings(notify.during(8 * BEAT_S)) >= 3
 
 
@@ -260,28 +209,19 @@ def crash_the_writer_thread(writer: threading.Thread) -> None:
 
 
 def test_pings_stop_when_the_ledger_writer_dies(
-    gateway: GatewayThread, notify: NotifySocket
+    gateway: GatewayThread, notify: ReadySocket
 ) -> None:
-    notify.wait_for("READY=1")
+    notify.wait_for_field("READY=1")
     (writer,) = gateway.new_threads("ledger-writer")
     assert pings(notify.during(4 * BEAT_S)) >= 1
 
     crash_the_writer_thread(writer)
-    unhealthy = _wait_unhealthy(notify)
+    unhealthy = status_of(notify.wait_for("UNHEALTHY", timeout=10))
     assert "ledger writer" in unhealthy, unhealthy
     later = notify.during(6 * BEAT_S)
     assert pings(later) == 0, later
     assert later, "the event loop still runs: status lines go on"
     assert all("UNHEALTHY: ledger writer" in status_of(m) for m in later), later
-
-
-def _wait_unhealthy(notify: NotifySocket, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        message = notify.receive(left)
-        if message is not None and "UNHEALTHY" in message:
-            return status_of(message)
-    raise TimeoutError("no UNHEALTHY status line")
 
 
 def test_watchdog_variables_read_as_sd_watchdog_enabled_reads_them() -> None:
@@ -298,7 +238,7 @@ def test_watchdog_variables_read_as_sd_watchdog_enabled_reads_them() -> None:
 
 
 def test_the_daemon_pings_with_the_variables_systemd_sets(
-    tmp_path: Path, notify: NotifySocket
+    tmp_path: Path, notify: ReadySocket
 ) -> None:
     env = env_for(
         tmp_path / "data",
@@ -313,11 +253,11 @@ def test_the_daemon_pings_with_the_variables_systemd_sets(
             ["sh", "-c", command, "sh", *CLI, "run"], env=env, cwd=ROOT, stdout=log, stderr=log
         )
     try:
-        ready = notify.wait_for("READY=1")
+        ready = notify.wait_for_field("READY=1")
         assert "link not-configured" in status_of(ready)
         assert pings(notify.during(8 * BEAT_S)) >= 3
         proc.send_signal(signal.SIGTERM)
-        notify.wait_for("STOPPING=1")
+        notify.wait_for_field("STOPPING=1")
         assert proc.wait(30) == 0
     finally:
         proc.kill()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +60,72 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*CLI, "run"], env=env, stdout=sink, stderr=sink, cwd=ROOT)
 
 
+def launch(env: dict[str, str], folder: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`start` the daemon (logging to `log`, by default `folder/daemon.log`) with a
+    NOTIFY_SOCKET in `folder`, and return once it sent READY=1 (killed if it never does).
+    The socket is gone afterwards: the daemon takes a missing one in its stride."""
+    ready = ReadySocket(folder)
+    try:
+        proc = start({**env, "NOTIFY_SOCKET": ready.path}, log or folder / "daemon.log")
+        try:
+            ready.wait_for("READY=1")
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    finally:
+        ready.close()
+        os.unlink(ready.path)
+    return proc
+
+
 class ReadySocket:
-    """A NOTIFY_SOCKET for the daemon: READY=1 arrives when startup is complete."""
+    """A NOTIFY_SOCKET for the daemon (the service manager's end of it): READY=1 arrives
+    when startup is complete, then STATUS= lines, WATCHDOG=1 pings and STOPPING=1."""
 
     def __init__(self, folder: Path) -> None:
         self.path = str(folder / "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
 
+    def receive(self, timeout: float) -> str | None:
+        """The next message within `timeout` seconds, or None."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(4096).decode()
+        except TimeoutError:
+            return None
+
     def wait_for(self, word: str, timeout: float = 30.0) -> str:
+        """The first message containing `word` within `timeout` seconds."""
+        return self._first(lambda message: word in message, word, timeout)
+
+    def wait_for_field(self, field: str, timeout: float = 30.0) -> str:
+        """The first message with `field` (e.g. "READY=1") as one of its lines."""
+        return self._first(lambda message: field in message.splitlines(), field, timeout)
+
+    def _first(self, matches: Callable[[str], bool], what: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            if word in message:
+            message = self.receive(left)
+            if message is not None and matches(message):
                 return message
-        raise TimeoutError(f"daemon did not send {word}")
+        raise TimeoutError(f"daemon did not send {what} within {timeout} s")
+
+    def during(self, seconds: float) -> list[str]:
+        """Every message that arrives within the next `seconds`."""
+        messages = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            message = self.receive(left)
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def drain(self) -> None:
+        """Drop what has already arrived."""
+        while self.receive(0.001) is not None:
+            continue
 
     def close(self) -> None:
         self.sock.close()

@@ -19,7 +19,7 @@ def test_hq_reports_ready_status_and_feeds_the_watchdog(tmp_path: Path) -> None:
     notify = ReadySocket(tmp_path)
     hq = HqService(tmp_path, broker.port)
     env = {**hq.env, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"}
-    proc = spawn(hq.cmd, env, None, hq.log)
+    proc = spawn(hq.cmd, env, hq.log)
     try:
         ready = notify.wait_for("READY=1")
         assert "STATUS=instance hq-1; broker " in ready

@@ -28,7 +28,7 @@ from edge.ledger import people
 from edge.ledger.db import apply_migrations, open_sync
 from edge.mqtt.client import Message, MqttClient
 from edge.mqtt.settings import BrokerSettings
-from tests.core.daemon import ROOT, ReadySocket, env_for, free_port
+from tests.core.daemon import ROOT, env_for, free_port, launch
 
 T = TypeVar("T")
 PREFIX = "retail/v1"
@@ -39,11 +39,7 @@ def fast_broker(port: int, **extra: Any) -> BrokerSettings:
     return BrokerSettings(port=port, **{**FAST_BROKER, **extra})
 
 
-def spawn(
-    cmd: list[str], env: dict[str, str], notify: str | None, log: Path
-) -> subprocess.Popen[bytes]:
-    if notify is not None:
-        env = {**env, "NOTIFY_SOCKET": notify}
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(cmd, env=env, stdout=sink, stderr=sink, cwd=ROOT)
 
@@ -160,13 +156,7 @@ class Gateway:
         return self.data / "ledger.sqlite3"
 
     async def start(self) -> None:
-        ready = ReadySocket(self.data)
-        self.proc = spawn([sys.executable, "-m", "edge", "run"], self.env, ready.path, self.log)
-        try:
-            await asyncio.to_thread(ready.wait_for, "READY=1")
-        finally:
-            ready.close()
-            os.unlink(ready.path)
+        self.proc = await asyncio.to_thread(launch, self.env, self.data, self.log)
 
     def kill(self) -> None:
         self._end(signal.SIGKILL)
@@ -212,7 +202,7 @@ class HqService:
     async def start(self, observer: Observer) -> None:
         """Start and wait until its presence (birth) shows on the broker."""
         births = observer.births[self.instance]
-        self.proc = spawn(self.cmd, self.env, None, self.log)
+        self.proc = spawn(self.cmd, self.env, self.log)
         await observer.wait_for(lambda: observer.births[self.instance] > births)
 
     def kill(self) -> None:
